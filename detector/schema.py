@@ -1,0 +1,412 @@
+"""The canonical request-log event: columns, dtypes, readers and precise validation.
+
+One row per API request (see DESIGN.md). Every other stage reads frames with exactly these
+columns; adapters (:mod:`detector.adapters`) map other log formats onto them.
+
+Errors never surface as bare tracebacks: :class:`EventSchemaError` carries, for each problem,
+the file, the line (NDJSON) or row (Parquet), the field and the reason.
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import json
+import math
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+import polars as pl
+
+TS_DTYPE = pl.Datetime("us", "UTC")
+
+EVENT_SCHEMA: dict[str, pl.DataType] = {
+    "ts": TS_DTYPE,
+    "request_id": pl.String(),
+    "account_id": pl.String(),
+    "api_key_id": pl.String(),
+    "ip": pl.String(),
+    "user_agent": pl.String(),
+    "model": pl.String(),
+    "endpoint": pl.String(),
+    "prompt": pl.String(),
+    "system_prompt": pl.String(),
+    "prompt_tokens": pl.Int32(),
+    "completion_tokens": pl.Int32(),
+    "max_tokens": pl.Int32(),
+    "temperature": pl.Float32(),
+    "top_p": pl.Float32(),
+    "n": pl.Int16(),
+    "logprobs": pl.Boolean(),
+    "top_logprobs": pl.Int16(),
+    "logit_bias_size": pl.Int16(),
+    "tools_count": pl.Int16(),
+    "stream": pl.Boolean(),
+    "status": pl.Int16(),
+    "latency_ms": pl.Float32(),
+    "finish_reason": pl.String(),
+    "conversation_id": pl.String(),
+}
+EVENT_COLUMNS: list[str] = list(EVENT_SCHEMA)
+
+NULLABLE_EVENT_COLUMNS: frozenset[str] = frozenset(
+    {
+        "prompt",
+        "system_prompt",
+        "max_tokens",
+        "temperature",
+        "top_p",
+        "top_logprobs",
+        "finish_reason",
+        "conversation_id",
+    }
+)
+REQUIRED_EVENT_COLUMNS: list[str] = [c for c in EVENT_COLUMNS if c not in NULLABLE_EVENT_COLUMNS]
+
+ACCOUNT_SCHEMA: dict[str, pl.DataType] = {
+    "account_id": pl.String(),
+    "created_at": TS_DTYPE,
+    "payment_fingerprint": pl.String(),
+    "email_domain": pl.String(),
+    "country": pl.String(),
+    "tier": pl.String(),
+}
+
+LABEL_SCHEMA: dict[str, pl.DataType] = {
+    "account_id": pl.String(),
+    "is_attack": pl.Boolean(),
+    "archetype": pl.String(),
+    "campaign_id": pl.String(),
+}
+
+_INT_RANGES: dict[str, tuple[int, int]] = {
+    "Int16": (-(2**15), 2**15 - 1),
+    "Int32": (-(2**31), 2**31 - 1),
+}
+
+MAX_REPORTED_PROBLEMS = 20
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One precise problem in an input: where it is and what is wrong."""
+
+    source: str
+    line: int | None  # 1-based line (NDJSON) or row (Parquet); None for whole-file problems
+    field: str | None
+    reason: str
+    kind: str = "line"  # "line" for NDJSON, "row" for Parquet
+
+    def __str__(self) -> str:
+        where = self.source
+        if self.line is not None:
+            where += f":{self.line}" if self.kind == "line" else f" row {self.line}"
+        field = f" field '{self.field}'" if self.field else ""
+        return f"{where}:{field} {self.reason}"
+
+
+class EventSchemaError(ValueError):
+    """Input does not match the canonical event schema; lists every problem found (capped)."""
+
+    def __init__(self, problems: Sequence[Problem], truncated: bool = False) -> None:
+        self.problems = list(problems)
+        self.truncated = truncated
+        lines = [str(p) for p in self.problems]
+        if truncated:
+            lines.append(f"... (stopped after {len(self.problems)} problems)")
+        super().__init__("invalid events:\n  " + "\n  ".join(lines))
+
+
+# --------------------------------------------------------------------------- record checks
+
+
+def _check_value(field: str, value: Any, dtype: pl.DataType) -> str | None:
+    """Reason why one JSON value cannot be stored in ``dtype``; None when it can."""
+    name = dtype.base_type().__name__ if hasattr(dtype, "base_type") else str(dtype)
+    if value is None:
+        return None if field in NULLABLE_EVENT_COLUMNS else "is required but null"
+    if isinstance(dtype, pl.Datetime):
+        if not isinstance(value, str):
+            return f"expected an ISO-8601 timestamp string, got {type(value).__name__}"
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return f"cannot parse {value!r} as an ISO-8601 timestamp"
+        if parsed.tzinfo is None:
+            return f"timestamp {value!r} has no time zone (use Z or +00:00)"
+        return None
+    if isinstance(dtype, pl.String):
+        return None if isinstance(value, str) else f"expected a string, got {type(value).__name__}"
+    if isinstance(dtype, pl.Boolean):
+        return None if isinstance(value, bool) else f"expected true/false, got {value!r}"
+    if name in _INT_RANGES:
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"expected an integer, got {value!r}"
+        lo, hi = _INT_RANGES[name]
+        if not lo <= value <= hi:
+            return f"integer {value} out of range for {name}"
+        return None
+    if isinstance(dtype, pl.Float32):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return f"expected a number, got {value!r}"
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"expected a finite number, got {value!r}"
+        return None
+    return None  # pragma: no cover - every schema dtype is handled above
+
+
+def check_record(record: Any, *, allow_unknown: bool = False) -> list[tuple[str | None, str]]:
+    """Validate one decoded JSON event. Returns ``[(field, reason), ...]``; empty when valid.
+
+    Missing nullable fields are allowed (read as null); missing required fields, wrong types,
+    out-of-range integers and (unless ``allow_unknown``) unknown fields are reported.
+    """
+    if not isinstance(record, dict):
+        return [(None, f"expected a JSON object, got {type(record).__name__}")]
+    problems: list[tuple[str | None, str]] = []
+    for field, dtype in EVENT_SCHEMA.items():
+        if field not in record:
+            if field not in NULLABLE_EVENT_COLUMNS:
+                problems.append((field, "missing required field"))
+            continue
+        reason = _check_value(field, record[field], dtype)
+        if reason:
+            problems.append((field, reason))
+    if not allow_unknown:
+        for field in record:
+            if field not in EVENT_SCHEMA:
+                problems.append((field, "unknown field (not in the canonical event schema)"))
+    return problems
+
+
+def records_to_frame(records: Sequence[dict[str, Any]]) -> pl.DataFrame:
+    """Build a canonical frame from records that passed :func:`check_record`."""
+    raw_schema = {c: (pl.String() if c == "ts" else t) for c, t in EVENT_SCHEMA.items()}
+    cols = {c: [r.get(c) for r in records] for c in EVENT_COLUMNS}
+    df = pl.DataFrame(cols, schema=raw_schema, strict=False)
+    return df.with_columns(_parse_ts(pl.col("ts")))
+
+
+def _parse_ts(expr: pl.Expr) -> pl.Expr:
+    return expr.str.to_datetime(time_unit="us", time_zone="UTC", strict=True).alias("ts")
+
+
+# --------------------------------------------------------------------------- file readers
+
+
+def expand_paths(paths: str | Path | Iterable[str | Path]) -> list[Path]:
+    """Files named by ``paths``: files, directories (their event files) or glob patterns."""
+    items = [paths] if isinstance(paths, str | Path) else list(paths)
+    out: list[Path] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(
+                f
+                for f in p.iterdir()
+                if f.is_file() and _format_of(f) is not None and f.name.startswith("events")
+            ) or sorted(f for f in p.iterdir() if f.is_file() and _format_of(f) is not None)
+            if not found:
+                raise FileNotFoundError(f"{p}: directory holds no .parquet or .ndjson files")
+            out.extend(found)
+        elif p.exists():
+            out.append(p)
+        else:
+            matches = sorted(Path(m) for m in glob.glob(str(item)))
+            if not matches:
+                raise FileNotFoundError(f"{item}: no such file, directory or glob match")
+            out.extend(matches)
+    return out
+
+
+def _format_of(path: Path) -> str | None:
+    name = path.name.lower()
+    if name.endswith(".parquet"):
+        return "parquet"
+    if name.endswith((".ndjson", ".jsonl", ".ndjson.gz", ".jsonl.gz", ".json.gz", ".json")):
+        return "ndjson"
+    return None
+
+
+def read_events(paths: str | Path | Iterable[str | Path], *, validate: bool = True) -> pl.LazyFrame:
+    """Read canonical events from Parquet (files, directories, globs) and NDJSON (plain or .gz).
+
+    Returns a LazyFrame with exactly :data:`EVENT_SCHEMA`. Parquet is scanned lazily (its schema
+    and required-column nulls are checked up front). NDJSON is parsed by polars and, if anything
+    is wrong, re-read line by line to name the file, line and field of each problem.
+    Raises :class:`EventSchemaError` on invalid input.
+    """
+    files = expand_paths(paths)
+    frames: list[pl.LazyFrame] = []
+    for f in files:
+        fmt = _format_of(f)
+        if fmt == "parquet":
+            frames.append(_scan_parquet(f, validate=validate))
+        elif fmt == "ndjson":
+            frames.append(_read_ndjson(f).lazy())
+        else:
+            raise EventSchemaError(
+                [Problem(str(f), None, None, "unknown format (expected .parquet or .ndjson[.gz])")]
+            )
+    if not frames:
+        raise FileNotFoundError("no event files given")
+    return frames[0] if len(frames) == 1 else pl.concat(frames, how="vertical")
+
+
+def _scan_parquet(path: Path, *, validate: bool) -> pl.LazyFrame:
+    lf = pl.scan_parquet(path)
+    try:
+        schema = lf.collect_schema()
+    except Exception as exc:  # corrupt file, not parquet, ...
+        raise EventSchemaError([Problem(str(path), None, None, f"cannot read: {exc}")]) from exc
+    problems = []
+    casts: list[pl.Expr] = []
+    for field, dtype in EVENT_SCHEMA.items():
+        if field not in schema:
+            if field in NULLABLE_EVENT_COLUMNS:
+                casts.append(pl.lit(None, dtype=dtype).alias(field))
+            else:
+                problems.append(Problem(str(path), None, field, "missing required column", "row"))
+            continue
+        have = schema[field]
+        if have == dtype:
+            casts.append(pl.col(field))
+        elif _castable(have, dtype):
+            if isinstance(dtype, pl.Datetime):
+                expr = pl.col(field)
+                if isinstance(have, pl.Datetime) and have.time_zone is None:
+                    expr = expr.dt.replace_time_zone("UTC")
+                casts.append(expr.cast(dtype).alias(field))
+            else:
+                casts.append(pl.col(field).cast(dtype, strict=True).alias(field))
+        else:
+            problems.append(
+                Problem(str(path), None, field, f"wrong type {have}, expected {dtype}", "row")
+            )
+    if problems:
+        raise EventSchemaError(problems)
+    out = lf.select(casts)
+    if validate:
+        nulls = (
+            out.select([pl.col(c).null_count() for c in REQUIRED_EVENT_COLUMNS]).collect().row(0)
+        )
+        bad = [c for c, k in zip(REQUIRED_EVENT_COLUMNS, nulls, strict=True) if k]
+        if bad:
+            first = (
+                out.with_row_index("__row", offset=1)
+                .filter(pl.any_horizontal(pl.col(bad).is_null()))
+                .select("__row", *bad)
+                .head(MAX_REPORTED_PROBLEMS)
+                .collect()
+            )
+            found = [
+                Problem(str(path), int(r["__row"]), c, "is required but null", "row")
+                for r in first.iter_rows(named=True)
+                for c in bad
+                if r[c] is None
+            ]
+            raise EventSchemaError(found[:MAX_REPORTED_PROBLEMS])
+    return out
+
+
+def _castable(have: pl.DataType, want: pl.DataType) -> bool:
+    if isinstance(want, pl.Datetime):
+        return isinstance(have, pl.Datetime)
+    if want.is_integer():
+        return have.is_integer()
+    if want.is_float():
+        return have.is_numeric()
+    return False
+
+
+def _open_text(path: Path) -> IO[str]:
+    if path.name.lower().endswith(".gz"):
+        return gzip.open(path, "rt", encoding="utf-8")
+    return path.open("r", encoding="utf-8")
+
+
+def _read_ndjson(path: Path) -> pl.DataFrame:
+    # polars' NDJSON reader panics on Int16 (polars 2.1): read Int64, then cast strictly.
+    raw_schema = {
+        c: (pl.String() if c == "ts" else pl.Int64() if t == pl.Int16 else t)
+        for c, t in EVENT_SCHEMA.items()
+    }
+    try:
+        df = pl.read_ndjson(path, schema=raw_schema)
+        df = df.with_columns(_parse_ts(pl.col("ts"))).cast(dict(EVENT_SCHEMA), strict=True)  # type: ignore[arg-type]
+        if df.select(pl.any_horizontal(pl.col(REQUIRED_EVENT_COLUMNS).is_null().any())).item():
+            raise ValueError("nulls in required columns")
+        # polars ignores unknown fields; the line scan below reports them.
+        return _reject_unknown_fields(path, df)
+    except Exception:
+        pass
+    problems, truncated = scan_ndjson_problems(path)
+    if not problems:  # polars failed for a reason the line scan does not see
+        problems = [Problem(str(path), None, None, "could not be parsed as NDJSON events")]
+    raise EventSchemaError(problems, truncated)
+
+
+def _reject_unknown_fields(path: Path, df: pl.DataFrame) -> pl.DataFrame:
+    # Cheap check on the first line only: unknown fields are usually a format mix-up.
+    with _open_text(path) as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if line.strip():
+                obj = json.loads(line)
+                extra = [k for k in obj if k not in EVENT_SCHEMA]
+                if extra:
+                    raise EventSchemaError(
+                        [
+                            Problem(
+                                str(path),
+                                lineno,
+                                k,
+                                "unknown field (not in the canonical "
+                                "event schema); convert the log with `distillguard convert`",
+                            )
+                            for k in extra
+                        ]
+                    )
+                break
+    return df
+
+
+def iter_ndjson_records(path: Path) -> Iterator[tuple[int, Any | None, str | None]]:
+    """Yield ``(line_number, decoded_or_None, json_error_or_None)`` for non-blank lines."""
+    with _open_text(path) as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield lineno, json.loads(line.rstrip("\r\n")), None
+            except json.JSONDecodeError as exc:
+                yield lineno, None, f"malformed JSON: {exc.msg} at column {exc.colno}"
+
+
+def scan_ndjson_problems(path: Path) -> tuple[list[Problem], bool]:
+    """Every problem in an NDJSON event file (capped), with its line and field."""
+    problems: list[Problem] = []
+    try:
+        for lineno, obj, err in iter_ndjson_records(path):
+            if err is not None:
+                problems.append(Problem(str(path), lineno, None, err))
+            else:
+                for field, reason in check_record(obj):
+                    problems.append(Problem(str(path), lineno, field, reason))
+            if len(problems) >= MAX_REPORTED_PROBLEMS:
+                return problems, True
+    except (UnicodeDecodeError, OSError, EOFError) as exc:
+        problems.append(Problem(str(path), None, None, f"cannot read: {exc}"))
+    return problems, False
+
+
+def empty_events() -> pl.DataFrame:
+    """A frame with the canonical schema and no rows."""
+    return pl.DataFrame(schema=EVENT_SCHEMA)
+
+
+def conform(df: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
+    """Select and cast the canonical columns (strictly) from a frame that has them."""
+    return df.lazy().select([pl.col(c).cast(t, strict=True) for c, t in EVENT_SCHEMA.items()])

@@ -1,0 +1,176 @@
+"""Scenarios: TOML files that say which accounts exist, for how long, and which campaigns run.
+
+A scenario file::
+
+    name = "demo"
+    start = 2026-11-01T00:00:00Z
+    days = 1
+
+    [models]
+    base = ["atlas-4o", "atlas-4o-mini"]
+    new = "atlas-5"            # released during the window
+    new_release_day = 0.25     # days after start
+
+    [[group]]
+    archetype = "casual_chat"
+    accounts = 900
+
+    [[group]]
+    archetype = "hydra"
+    accounts = 60
+    campaign = "amber"          # one operator: shared templates, IP ranges, payment, timing
+    languages = { zh = 1.0 }
+    ip_ranges = 3               # /24 ranges in the campaign's proxy pool
+    payment_pool = 4            # distinct payment fingerprints across the members
+    overrides = { cot_rate = 0.9 }   # any Archetype field
+
+Built-ins live in ``synthetic_logs/scenarios``; ``load_scenario`` takes a built-in name or a path.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from synthetic_logs.archetypes import ARCHETYPES, Archetype
+
+BUILTIN_DIR = Path(__file__).parent / "scenarios"
+
+
+class ScenarioError(ValueError):
+    """A scenario file is invalid; the message names the file and the key at fault."""
+
+
+@dataclass(frozen=True)
+class Group:
+    archetype: Archetype
+    accounts: int
+    campaign: str | None = None
+    languages: dict[str, float] | None = None
+    ip_ranges: int = 3
+    payment_pool: int = 3
+    email_domains: int = 2
+    lockstep: bool = True  # campaign members share session start times (synchronised)
+    shared_system_prompt: bool = False  # e.g. users of one open-source app
+    shared_network: bool = False  # e.g. a company's accounts behind one NAT
+    shared_payment: bool = False  # e.g. a company paying for all its accounts
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    start: datetime
+    days: float
+    groups: tuple[Group, ...]
+    base_models: tuple[str, ...] = ("atlas-4o", "atlas-4o-mini")
+    new_model: str | None = "atlas-5"
+    new_release_day: float = 0.25
+    description: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_accounts(self) -> int:
+        return sum(g.accounts for g in self.groups)
+
+
+def builtin_names() -> list[str]:
+    return sorted(p.stem for p in BUILTIN_DIR.glob("*.toml"))
+
+
+def load_scenario(name_or_path: str | Path, scale: float = 1.0) -> Scenario:
+    """A built-in scenario by name, or a scenario TOML file by path. ``scale`` multiplies
+    every group's account count (for quick tests)."""
+    path = Path(name_or_path)
+    if not path.exists():
+        builtin = BUILTIN_DIR / f"{name_or_path}.toml"
+        if not builtin.exists():
+            raise ScenarioError(
+                f"{name_or_path}: no such scenario file, and not a built-in "
+                f"(built-ins: {', '.join(builtin_names())})"
+            )
+        path = builtin
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"{path}: invalid TOML: {exc}") from exc
+    return parse_scenario(data, source=str(path), scale=scale)
+
+
+def parse_scenario(
+    data: dict[str, Any], source: str = "<scenario>", scale: float = 1.0
+) -> Scenario:
+    def fail(key: str, msg: str) -> ScenarioError:
+        return ScenarioError(f"{source}: {key}: {msg}")
+
+    start = data.get("start", datetime(2026, 11, 1, tzinfo=UTC))
+    if isinstance(start, str):
+        start = datetime.fromisoformat(start.replace("Z", "+00:00"))
+    if not isinstance(start, datetime):
+        raise fail("start", "expected a date-time such as 2026-11-01T00:00:00Z")
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=UTC)
+    days = data.get("days", 1)
+    if not isinstance(days, int | float) or days <= 0:
+        raise fail("days", f"expected a positive number, got {days!r}")
+    models = data.get("models", {})
+    groups = []
+    raw_groups = data.get("group", [])
+    if not raw_groups:
+        raise fail("group", "a scenario needs at least one [[group]]")
+    allowed = {
+        "archetype",
+        "accounts",
+        "campaign",
+        "languages",
+        "ip_ranges",
+        "payment_pool",
+        "email_domains",
+        "lockstep",
+        "shared_system_prompt",
+        "shared_network",
+        "shared_payment",
+        "overrides",
+    }
+    for i, g in enumerate(raw_groups):
+        key = f"group[{i}]"
+        unknown = sorted(set(g) - allowed)
+        if unknown:
+            raise fail(key, f"unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+        name = g.get("archetype")
+        if name not in ARCHETYPES:
+            raise fail(f"{key}.archetype", f"{name!r} is not one of {sorted(ARCHETYPES)}")
+        try:
+            arch = ARCHETYPES[name].with_overrides(g.get("overrides", {}))
+        except (KeyError, TypeError) as exc:
+            raise fail(f"{key}.overrides", str(exc)) from exc
+        accounts = g.get("accounts")
+        if not isinstance(accounts, int) or accounts < 1:
+            raise fail(f"{key}.accounts", f"expected a positive integer, got {accounts!r}")
+        groups.append(
+            Group(
+                archetype=arch,
+                accounts=max(1, round(accounts * scale)),
+                campaign=g.get("campaign"),
+                languages=g.get("languages"),
+                ip_ranges=int(g.get("ip_ranges", 3)),
+                payment_pool=int(g.get("payment_pool", 3)),
+                email_domains=int(g.get("email_domains", 2)),
+                lockstep=bool(g.get("lockstep", True)),
+                shared_system_prompt=bool(g.get("shared_system_prompt", False)),
+                shared_network=bool(g.get("shared_network", False)),
+                shared_payment=bool(g.get("shared_payment", False)),
+            )
+        )
+    return Scenario(
+        name=str(data.get("name", Path(source).stem)),
+        start=start.astimezone(UTC),
+        days=float(days),
+        groups=tuple(groups),
+        base_models=tuple(models.get("base", ("atlas-4o", "atlas-4o-mini"))),
+        new_model=models.get("new", "atlas-5"),
+        new_release_day=float(models.get("new_release_day", 0.25)),
+        description=str(data.get("description", "")),
+    )

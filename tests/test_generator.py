@@ -1,0 +1,143 @@
+"""The traffic generator: determinism, coverage of archetypes, labels, no label leaks."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from detector.schema import EVENT_SCHEMA, LABEL_SCHEMA, read_events
+from service.cli import app
+from synthetic_logs.archetypes import ARCHETYPES
+from synthetic_logs.generate import Generated, generate
+from synthetic_logs.scenario import ScenarioError, builtin_names, load_scenario, parse_scenario
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_builtins_exist() -> None:
+    assert {"demo", "default", "stealth"} <= set(builtin_names())
+    assert 1500 <= load_scenario("demo").n_accounts <= 2500
+    assert 15000 <= load_scenario("default").n_accounts <= 25000
+
+
+def test_same_seed_byte_identical(tmp_path: Path) -> None:
+    outs = []
+    for i in range(2):
+        data = generate("demo", seed=5, scale=0.1)
+        outs.append(data.write(tmp_path / f"run{i}"))
+    for name in ("events", "accounts", "labels"):
+        assert _digest(outs[0][name]) == _digest(outs[1][name]), name
+
+
+def test_different_seed_differs() -> None:
+    a = generate("demo", seed=1, scale=0.1)
+    b = generate("demo", seed=2, scale=0.1)
+    assert not a.events.select("request_id").equals(b.events.select("request_id"))
+
+
+def test_schema_and_labels(demo_small: Generated) -> None:
+    ev, labels = demo_small.events, demo_small.labels
+    assert dict(ev.schema) == EVENT_SCHEMA
+    assert list(labels.columns) == ["account_id", "is_attack", "archetype", "campaign_id"]
+    assert dict(labels.schema) == LABEL_SCHEMA
+    assert labels["account_id"].is_unique().all()
+    # campaign ids only on attackers; every attacker has one
+    normal = labels.filter(~pl.col("is_attack"))
+    attack = labels.filter(pl.col("is_attack"))
+    assert normal["campaign_id"].null_count() == normal.height
+    assert attack["campaign_id"].null_count() == 0
+    assert ev["request_id"].is_unique().all()
+    assert set(ev["account_id"].unique()) <= set(labels["account_id"])
+    assert ev["ts"].is_sorted()
+
+
+def test_every_archetype_present_in_default() -> None:
+    sc = load_scenario("default", scale=0.05)
+    assert {g.archetype.name for g in sc.groups} == set(ARCHETYPES)
+    data = generate(sc, seed=3)
+    seen = data.events.join(data.labels, on="account_id")["archetype"].unique().to_list()
+    assert set(seen) == set(ARCHETYPES)
+    n_normal = sum(1 for a in ARCHETYPES.values() if not a.is_attack)
+    assert n_normal >= 8 and len(ARCHETYPES) - n_normal >= 7
+
+
+def test_no_label_leaks_in_ids(demo_small: Generated) -> None:
+    ev = demo_small.events
+    for col in ("account_id", "api_key_id", "request_id", "conversation_id"):
+        values = ev[col].drop_nulls().head(2000).to_list()
+        for name in ARCHETYPES:
+            assert not any(name in v for v in values), (col, name)
+    # account ids carry no order that reveals archetype: attackers are spread over the sort
+    labels = demo_small.labels.sort("account_id")
+    pos = np.flatnonzero(labels["is_attack"].to_numpy()) / labels.height
+    assert 0.3 < float(pos.mean()) < 0.7
+
+
+def test_hydra_members_low_and_slow(demo_small: Generated) -> None:
+    per_acct = (
+        demo_small.events.join(demo_small.labels, on="account_id")
+        .filter(pl.col("archetype") == "hydra")
+        .group_by("account_id")
+        .len()
+    )
+    med = float(per_acct["len"].median())  # type: ignore[arg-type]
+    assert 10 <= med <= 60  # ~26 requests a day, under any per-key rate limit
+
+
+def test_hard_negatives_overlap_attackers(demo_small: Generated) -> None:
+    """Single behaviours appear on both sides: CoT phrasing, logprobs, max_tokens caps, tools."""
+    ev = demo_small.events.join(demo_small.labels, on="account_id")
+    normal = ev.filter(~pl.col("is_attack"))
+    assert normal.filter(pl.col("prompt").str.contains("(?i)step by step")).height > 0
+    assert normal.filter(pl.col("logprobs")).height > 0
+    assert normal.filter(pl.col("logit_bias_size") > 0).height > 0
+    assert normal.filter(pl.col("tools_count") > 0).height > 0
+    assert normal.filter(pl.col("model") == "atlas-5").height > 0
+    assert normal.filter(pl.col("prompt").str.contains("(?i)grade|rubric")).height > 0
+
+
+def test_scenario_errors_name_the_key(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('days = 1\n[[group]]\narchetype = "nope"\naccounts = 3\n')
+    with pytest.raises(ScenarioError, match=r"bad.toml: group\[0\].archetype"):
+        load_scenario(bad)
+    with pytest.raises(ScenarioError, match="overrides"):
+        parse_scenario({"group": [{"archetype": "hydra", "accounts": 2, "overrides": {"x": 1}}]})
+
+
+def test_cli_generate_ndjson_roundtrip(tmp_path: Path) -> None:
+    res = CliRunner().invoke(
+        app,
+        [
+            "generate",
+            "--scenario",
+            "demo",
+            "--scale",
+            "0.05",
+            "--out",
+            str(tmp_path),
+            "--format",
+            "ndjson",
+            "--seed",
+            "4",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    events = read_events(tmp_path / "events.ndjson").collect()
+    direct = generate("demo", seed=4, scale=0.05).events
+    assert events.height == direct.height
+    assert events["ts"].equals(direct["ts"])
+    assert (tmp_path / "labels.parquet").exists() and (tmp_path / "accounts.parquet").exists()
+
+
+def test_cli_generate_unknown_scenario(tmp_path: Path) -> None:
+    res = CliRunner().invoke(app, ["generate", "--scenario", "nope", "--out", str(tmp_path)])
+    assert res.exit_code == 2
+    assert "not a built-in" in res.output

@@ -1,0 +1,109 @@
+"""Canonical schema reader: Parquet/NDJSON/.gz/dirs, and errors that name file, line, field."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from detector.schema import (
+    EVENT_SCHEMA,
+    EventSchemaError,
+    check_record,
+    read_events,
+    records_to_frame,
+)
+from synthetic_logs.generate import Generated
+
+
+@pytest.fixture()
+def small(demo_small: Generated) -> pl.DataFrame:
+    return demo_small.events.head(50)
+
+
+def _ndjson_lines(df: pl.DataFrame) -> list[dict]:
+    out = df.with_columns(pl.col("ts").dt.to_string("%Y-%m-%dT%H:%M:%S%.6fZ"))
+    return [json.loads(line) for line in out.write_ndjson().splitlines()]
+
+
+def test_reads_parquet_ndjson_gz_and_dirs(tmp_path: Path, small: pl.DataFrame) -> None:
+    small.write_parquet(tmp_path / "events.parquet")
+    lines = _ndjson_lines(small)
+    text = "\n".join(json.dumps(r) for r in lines) + "\n"
+    (tmp_path / "b.ndjson").write_text(text)
+    with gzip.open(tmp_path / "c.ndjson.gz", "wt") as fh:
+        fh.write(text)
+    for src in ("events.parquet", "b.ndjson", "c.ndjson.gz"):
+        got = read_events(tmp_path / src).collect()
+        assert dict(got.schema) == EVENT_SCHEMA
+        assert got.equals(small), src
+    both = read_events([tmp_path / "events.parquet", tmp_path / "b.ndjson"]).collect()
+    assert both.height == 100
+    assert read_events(tmp_path).collect().height == 50  # directory: its events* files
+    assert read_events(str(tmp_path / "*.ndjson*")).collect().height == 100  # glob
+
+
+def test_ndjson_errors_name_file_line_field(tmp_path: Path, small: pl.DataFrame) -> None:
+    recs = _ndjson_lines(small.head(5))
+    recs[1]["prompt_tokens"] = "many"  # wrong type
+    del recs[2]["account_id"]  # missing required field
+    recs[3]["colour"] = "red"  # unknown field
+    lines = [json.dumps(r) for r in recs]
+    lines.insert(4, '{"ts": "2026-11-01T00:00:00Z", "request_id": ')  # malformed JSON
+    path = tmp_path / "bad.ndjson"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(EventSchemaError) as info:
+        read_events(path)
+    got = {(p.line, p.field) for p in info.value.problems}
+    assert (2, "prompt_tokens") in got
+    assert (3, "account_id") in got
+    assert (4, "colour") in got
+    assert (5, None) in got
+    msg = str(info.value)
+    assert f"{path}:2: field 'prompt_tokens'" in msg
+    assert "malformed JSON" in msg
+
+
+def test_parquet_errors_name_the_column(tmp_path: Path, small: pl.DataFrame) -> None:
+    small.drop("account_id").write_parquet(tmp_path / "a.parquet")
+    with pytest.raises(EventSchemaError, match=r"a.parquet: field 'account_id' missing required"):
+        read_events(tmp_path / "a.parquet")
+    small.with_columns(pl.col("n").cast(pl.String)).write_parquet(tmp_path / "b.parquet")
+    with pytest.raises(EventSchemaError, match=r"field 'n' wrong type"):
+        read_events(tmp_path / "b.parquet")
+    small.with_columns(
+        pl.when(pl.int_range(pl.len()) == 7).then(None).otherwise(pl.col("ip")).alias("ip")
+    ).write_parquet(tmp_path / "c.parquet")
+    with pytest.raises(EventSchemaError, match=r"c.parquet row 8: field 'ip' is required"):
+        read_events(tmp_path / "c.parquet")
+
+
+def test_parquet_compatible_types_are_cast(tmp_path: Path, small: pl.DataFrame) -> None:
+    small.with_columns(
+        pl.col("prompt_tokens").cast(pl.Int64),
+        pl.col("n").cast(pl.Int64),
+        pl.col("ts").dt.replace_time_zone(None),
+    ).write_parquet(tmp_path / "w.parquet")
+    got = read_events(tmp_path / "w.parquet").collect()
+    assert got.equals(small)
+
+
+def test_missing_file_and_bad_format(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        read_events(tmp_path / "nope.parquet")
+    (tmp_path / "x.txt").write_text("hi")
+    with pytest.raises(EventSchemaError, match="unknown format"):
+        read_events(tmp_path / "x.txt")
+
+
+def test_check_record_and_records_to_frame(small: pl.DataFrame) -> None:
+    recs = _ndjson_lines(small.head(3))
+    assert all(check_record(r) == [] for r in recs)
+    assert records_to_frame(recs).equals(small.head(3))
+    bad = dict(recs[0], n=70000, stream="yes", ts="yesterday")
+    fields = {f for f, _ in check_record(bad)}
+    assert fields == {"n", "stream", "ts"}
+    assert check_record([1, 2]) == [(None, "expected a JSON object, got list")]
