@@ -246,7 +246,9 @@ def _generate_group(
     )
     prompt_tokens = np.maximum(1, fam_p.sample(rng, n_ev) * arch.prompt_scale)
     if arch.multi_turn:
-        prompt_tokens = prompt_tokens + pos * rng.uniform(80, 250, n_ev)
+        # Real context sizes already include the conversation so far: keep the calibrated
+        # marginal distribution, but let the context grow within each session.
+        prompt_tokens = prompt_tokens[np.lexsort((prompt_tokens, ev_sess))]
     completion = np.maximum(1, fam_c.sample(rng, n_ev) * arch.completion_scale)
     mt_choices = np.array(arch.max_tokens_choices)
     max_tokens = mt_choices[rng.integers(0, len(mt_choices), n_ev)].astype(float)

@@ -45,8 +45,8 @@ DIURNAL_ABS_TOL = 0.02
 
 # Test 2: KS bounds per constant. Measured with N_SAMPLES draws, seed 0, token samples rounded to
 # integers and clipped at 1 (the real data are integer counts):
-#   prompt_tokens_conv 0.056, completion_tokens_conv 0.055, prompt_tokens_code 0.031,
-#   completion_tokens_code 0.034, iat_cv 0.033.
+#   prompt_tokens_conv 0.056, completion_tokens_conv 0.055, prompt_tokens_code 0.029,
+#   completion_tokens_code 0.034, iat_cv 0.034.
 # The conv columns are the worst: the real conversation trace has spikes at a few template
 # lengths that a smooth mixture only approximates (see the calibration module docstring).
 N_SAMPLES = 50_000
@@ -60,10 +60,17 @@ KS_BOUNDS = {
 TOKEN_CONSTANTS = ("PROMPT_TOKENS_CONV", "COMPLETION_TOKENS_CONV", "PROMPT_TOKENS_CODE",
                    "COMPLETION_TOKENS_CODE")  # fmt: skip
 
-# Test 3: generated traffic vs real (see the test for what is measured).
+# Test 3: generated traffic vs real (see the test for what is measured). Measured on demo seed 1
+# when written (KS, all turns / first turns of conversations only):
+#   casual_chat prompt vs Azure conv 0.263 / 0.055, completion 0.063
+#   power_user  prompt vs Azure code 0.263 / 0.038, completion 0.034
+#   10-minute-window CV: median 0.92 over 329 windows of 77 accounts vs ServeGen 1.34
+# i.e. the per-request draws match the traces; the multi-turn context the generator adds on top
+# of them pushes prompts past the bound.
 GEN_KS_BOUND = 0.15
-CONV_ARCHETYPES = ("casual_chat", "power_user")
-MIN_EVENTS_FOR_CV = 20
+GEN_ARCHETYPES = ("casual_chat", "power_user")
+MIN_EVENTS_PER_WINDOW = 20  # the same floor as the real iat_cv sample
+MIN_WINDOWS = 20
 CV_MEDIAN_FACTOR = 2.0
 
 
@@ -136,48 +143,61 @@ def test_samples_match_real(real: dict[str, np.ndarray], name: str) -> None:
 
 
 def test_generated_traffic_matches_real(real: dict[str, np.ndarray]) -> None:
-    """Normal conversational accounts of ``demo`` vs the Azure conv trace and ServeGen.
+    """Normal accounts of the ``demo`` scenario vs the Azure trace and ServeGen.
 
-    (a) prompt / completion tokens of the normal casual_chat and power_user accounts' successful
-        requests (status 200; the Azure trace has served requests only) vs the Azure conv
-        columns: KS < 0.15. Looser than test 2 because the generator adds multi-turn context to
-        prompts and caps completions at max_tokens.
-    (b) per-account inter-arrival CV (all gaps of the account over the whole scenario) of normal
-        accounts with >= 20 events vs ServeGen's per-window iat_cv: medians within a factor of 2
-        only. ServeGen clients are far bigger than our accounts and its CV is measured inside
-        10-minute windows, while ours spans idle hours and sessions, so only gross errors (a
-        Poisson-only or clockwork generator, or one that is all bursts) should fail here.
+    (a) prompt / completion tokens of the successful requests (status 200: the Azure trace holds
+        served requests only) of normal casual_chat and power_user accounts vs the Azure column
+        of the calibration family the archetype declares (``Archetype.tokens``: conv, or code --
+        power_user is a developer drawing from the *_CODE constants): KS < 0.15. Looser than
+        test 2 because the generator adds multi-turn context and max_tokens caps. All turns are
+        compared, not just first turns: Azure's ContextTokens already include the conversation
+        history of multi-turn requests.
+    (b) burstiness, measured as ServeGen measures it: the inter-arrival CV of one account inside
+        one 10-minute window (UTC-aligned), for windows of normal accounts with >= 20 requests,
+        vs ServeGen's iat_cv (windows with 20-999 requests): medians within a factor of 2. The
+        CV of all of an account's gaps over the whole day is not comparable (it spans idle
+        hours and sessions; demo seed 1: median 3.2 vs ServeGen's 1.34).
     """
     try:
         from synthetic_logs.generate import generate
     except ImportError as exc:
         pytest.skip(f"generator not available: {exc}")
+    try:
+        from synthetic_logs.archetypes import ARCHETYPES
+    except ImportError:
+        ARCHETYPES = {}
     data = generate("demo", seed=1)
     labels, events = data.labels, data.events
+    normal = labels.filter(~pl.col("is_attack"))
 
-    conv_accounts = labels.filter(
-        ~pl.col("is_attack") & pl.col("archetype").is_in(CONV_ARCHETYPES)
-    )["account_id"]
-    conv = events.filter(
-        pl.col("account_id").is_in(conv_accounts.implode()) & (pl.col("status") == 200)
-    )
-    assert conv.height > 1000, f"too few conv events to compare ({conv.height})"
-    for column in ("prompt_tokens", "completion_tokens"):
-        stat = ks_2samp(conv[column].to_numpy(), real[f"{column}_conv"]).statistic
-        assert stat < GEN_KS_BOUND, f"{column}: KS {stat:.3f} >= {GEN_KS_BOUND} vs Azure conv"
+    failures = []
+    for archetype in GEN_ARCHETYPES:
+        family = getattr(ARCHETYPES.get(archetype), "tokens", "conv")
+        accounts = normal.filter(pl.col("archetype") == archetype)["account_id"]
+        ok = events.filter(
+            pl.col("account_id").is_in(accounts.implode()) & (pl.col("status") == 200)
+        )
+        assert ok.height > 500, f"{archetype}: too few events to compare ({ok.height})"
+        for column in ("prompt_tokens", "completion_tokens"):
+            stat = ks_2samp(ok[column].to_numpy(), real[f"{column}_{family}"]).statistic
+            if stat >= GEN_KS_BOUND:
+                failures.append(f"{archetype} {column}: KS {stat:.3f} vs Azure {family}")
 
-    normal = labels.filter(~pl.col("is_attack"))["account_id"]
-    cv = (
-        events.filter(pl.col("account_id").is_in(normal.implode()))
+    windows = (
+        events.filter(pl.col("account_id").is_in(normal["account_id"].implode()))
         .sort("account_id", "ts")
-        .with_columns(gap=pl.col("ts").diff().over("account_id").dt.total_microseconds() / 1e6)
-        .group_by("account_id")
-        .agg(pl.len().alias("n"), (pl.col("gap").std() / pl.col("gap").mean()).alias("cv"))
-        .filter((pl.col("n") >= MIN_EVENTS_FOR_CV) & pl.col("cv").is_finite())
-    )["cv"].to_numpy()
-    assert len(cv) >= 20, f"too few normal accounts with >= {MIN_EVENTS_FOR_CV} events ({len(cv)})"
-    ours, theirs = float(np.median(cv)), float(np.median(real["iat_cv"]))
-    ratio = ours / theirs
-    assert 1 / CV_MEDIAN_FACTOR < ratio < CV_MEDIAN_FACTOR, (
-        f"median per-account inter-arrival CV {ours:.2f} vs ServeGen {theirs:.2f}"
+        .with_columns(window=pl.col("ts").dt.epoch("s") // 600)
+        .with_columns(
+            gap=pl.col("ts").diff().over("account_id", "window").dt.total_microseconds() / 1e6
+        )
+        .group_by("account_id", "window")
+        .agg(pl.len().alias("n"), (pl.col("gap").std(ddof=0) / pl.col("gap").mean()).alias("cv"))
+        .filter((pl.col("n") >= MIN_EVENTS_PER_WINDOW) & pl.col("cv").is_finite())
     )
+    assert windows.height >= MIN_WINDOWS, f"too few busy windows to compare ({windows.height})"
+    ours = windows["cv"].median()
+    assert isinstance(ours, float)
+    theirs = float(np.median(real["iat_cv"]))
+    if not 1 / CV_MEDIAN_FACTOR < ours / theirs < CV_MEDIAN_FACTOR:
+        failures.append(f"median 10-minute inter-arrival CV {ours:.2f} vs ServeGen {theirs:.2f}")
+    assert not failures, "; ".join(failures)

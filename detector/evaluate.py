@@ -1,0 +1,130 @@
+"""Evaluation against ground-truth labels: ranking metrics, recall at fixed false-positive rates,
+per-archetype recall / false-positive rate, and time-to-detect.
+
+``recall_at_fpr`` ranks by the uncalibrated ``raw_score`` and places the threshold at the
+(1 - fpr) quantile of the *normal* accounts' scores in the evaluated data, so it measures the
+ranking itself; ``by_archetype`` uses the model's own ``flagged`` decision (its calibrated
+threshold), which is what an analyst would see.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+import polars as pl
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+FPR_LEVELS: tuple[float, ...] = (0.001, 0.01)
+
+
+def _labelled(scores: pl.DataFrame, labels: pl.DataFrame) -> pl.DataFrame:
+    joined = scores.join(
+        labels.select("account_id", "is_attack", "archetype"), on="account_id", how="inner"
+    )
+    if joined.height == 0:
+        raise ValueError("no scored account has a label: are these the right labels?")
+    return joined
+
+
+def recall_at_fpr(y: np.ndarray, raw: np.ndarray, fpr: float) -> float:
+    """Share of positives scoring above the (1 - fpr) quantile of the negatives."""
+    neg = raw[~y]
+    if not len(neg) or not y.any():
+        return float("nan")
+    thr = np.quantile(neg, 1.0 - fpr, method="higher")
+    return float((raw[y] > thr).mean())
+
+
+def metrics(scores: pl.DataFrame, labels: pl.DataFrame) -> dict[str, Any]:
+    """Metrics of ``scores`` (account_id, raw_score, flagged) against ``labels``."""
+    df = _labelled(scores, labels)
+    y = df["is_attack"].to_numpy().astype(bool)
+    raw = df["raw_score"].to_numpy().astype(float)
+    both = bool(y.any() and (~y).any())
+    out: dict[str, Any] = {
+        "n_accounts": df.height,
+        "n_attack": int(y.sum()),
+        "roc_auc": float(roc_auc_score(y, raw)) if both else None,
+        "pr_auc": float(average_precision_score(y, raw)) if both else None,
+        "recall_at_fpr": {str(f): recall_at_fpr(y, raw, f) for f in FPR_LEVELS} if both else {},
+        "flagged_recall": float(df.filter(pl.col("is_attack"))["flagged"].mean() or 0.0)
+        if y.any() else None,
+        "flagged_fp_rate": float(df.filter(~pl.col("is_attack"))["flagged"].mean() or 0.0)
+        if (~y).any() else None,
+    }
+    by: dict[str, dict[str, Any]] = {}
+    per = df.group_by("archetype", "is_attack").agg(
+        pl.len().alias("n"), pl.col("flagged").mean().alias("rate")
+    )
+    for row in per.sort("archetype").iter_rows(named=True):
+        key = "recall" if row["is_attack"] else "fp_rate"
+        by[row["archetype"]] = {
+            "kind": "attack" if row["is_attack"] else "normal",
+            "n": int(row["n"]),
+            key: float(row["rate"]),
+        }
+    out["by_archetype"] = by
+    return out
+
+
+def time_to_detect(
+    events: pl.LazyFrame | pl.DataFrame,
+    labels: pl.DataFrame,
+    score_window: Callable[[pl.LazyFrame], pl.DataFrame],
+    cutoffs_hours: Sequence[float] = (1, 2, 4, 8, 12, 24, 48, 72, 120, 168),
+) -> dict[str, Any]:
+    """Hours and requests from each attacker's first request until it is first flagged.
+
+    ``score_window(events_before_cutoff)`` must return ``account_id, flagged`` (e.g. features
+    + scorer on that prefix of the log). Attackers never flagged by the last cutoff count as
+    undetected.
+    """
+    lf = events.lazy()
+    start = lf.select(pl.col("ts").min()).collect().item()
+    end = lf.select(pl.col("ts").max()).collect().item()
+    attackers = labels.filter(pl.col("is_attack")).select("account_id", "archetype")
+    first = (
+        lf.join(attackers.lazy(), on="account_id", how="semi")
+        .group_by("account_id")
+        .agg(pl.col("ts").min().alias("first_ts"))
+        .collect()
+    )
+    detected: dict[str, Any] = {}
+    hours_total = (end - start).total_seconds() / 3600.0
+    for h in sorted(cutoffs_hours):
+        if h > hours_total + 1e-9 and detected:
+            break
+        cut = start + timedelta(hours=min(h, hours_total + 1e-6))
+        window = lf.filter(pl.col("ts") < cut)
+        flagged = score_window(window).filter(pl.col("flagged")).select("account_id")
+        new = flagged.join(attackers, on="account_id", how="semi")["account_id"].to_list()
+        for acct in new:
+            detected.setdefault(acct, cut)
+        if h > hours_total:
+            break
+    if not detected:
+        return {"detected_share": 0.0, "median_hours": None, "median_requests": None,
+                "n_attackers": first.height}
+    det = pl.DataFrame(
+        {"account_id": list(detected), "cut": list(detected.values())},
+        schema={"account_id": pl.String, "cut": first["first_ts"].dtype},
+    ).join(first, on="account_id")
+    counts = (
+        lf.join(det.lazy(), on="account_id")
+        .filter(pl.col("ts") < pl.col("cut"))
+        .group_by("account_id")
+        .len()
+        .collect()
+    )
+    det = det.join(counts, on="account_id", how="left").with_columns(
+        ((pl.col("cut") - pl.col("first_ts")).dt.total_seconds() / 3600.0).alias("hours")
+    )
+    return {
+        "detected_share": det.height / max(first.height, 1),
+        "median_hours": float(det["hours"].median()),  # type: ignore[arg-type]
+        "median_requests": float(det["len"].median()),  # type: ignore[arg-type]
+        "n_attackers": first.height,
+    }

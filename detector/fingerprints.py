@@ -1,0 +1,163 @@
+"""Per-event prompt fingerprints, vectorised in polars. Raw text is dropped after this stage.
+
+:func:`fingerprint_events` maps canonical events to *compact* events: every non-text column kept,
+``prompt`` and ``system_prompt`` replaced by hashes and markers. Everything downstream (features,
+linkage, the streaming service's window) reads compact events only.
+
+Added columns
+- ``tmpl``, ``tmpl_tail``: template hashes — the first (last) :data:`TEMPLATE_WORDS` words of
+  the prompt after normalisation (lower case; digits -> ``0``; quoted spans -> ``"q"``; capitalised names ->
+  ``n``). A distiller's header/footer around varying payloads, or an app's fixed wrapper, keeps
+  one ``tmpl``; free-form human text almost never repeats it.
+- ``nd1``, ``nd2``: near-duplicate band keys — two LSH bands of :data:`BAND_ROWS` MinHashes
+  over the normalised word set. Two prompts with word-set Jaccard similarity J share a band key
+  with probability ``1 - (1 - J**3)**2`` (0.57 at J = 0.7, 0.016 at J = 0.2).
+- ``sys_h``: hash of the normalised system prompt (null when none).
+- ``cot``, ``rubric``, ``rewrite``, ``bench``: markers for chain-of-thought elicitation, grading
+  rubrics / reward-model use, "rewrite this safely", and benchmark-style items (multiple choice,
+  ``Answer:``, code stubs), in the languages the markers list.
+- ``script``: dominant script of the prompt: latin, cjk, cyrillic, arabic, other, none.
+- ``topic``: coarse topic by keywords (code, math, science, writing, business, ...; ``other``).
+- ``prompt_chars``: prompt length in characters; ``ip_prefix``: /24 (IPv4) or /64 (IPv6).
+
+Hashes are polars' 64-bit hashes: stable within a polars version, which is all the features need
+(they count equalities, never store hash values in a model).
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+TEMPLATE_WORDS = 6
+BAND_ROWS = 3
+N_BANDS = 2
+
+COT_PATTERN = (
+    r"(?i)step[ -]by[ -]step|chain[ -]of[ -]thought|show (?:your|all) (?:full )?(?:work|reasoning)|"
+    r"(?:explain|articulate|walk through) (?:your|the) (?:internal )?(?:reasoning|chain|thought)|"
+    r"reasoning before|think (?:carefully|through)|一步一步|逐步|推理过程|paso a paso|"
+    r"schritt für schritt|étape par étape|шаг за шагом|ステップバイステップ|passo a passo"
+)
+RUBRIC_PATTERN = (
+    r"(?i)\brubric\b|\bgrader?\b|score (?:the|each|this)|scores? from \d|on a \d+-\d+ scale|"
+    r"which of the two responses|rate (?:the|this) (?:response|answer)|\(0-\d+\)"
+)
+REWRITE_PATTERN = (
+    r"(?i)rewrite .{0,40}(?:safe|harmless|policy)|(?:safer|more neutral) tone|"
+    r"remove anything harmful|policy-compliant"
+)
+BENCH_PATTERN = (
+    r"(?m)(?:\bA\).*\bB\).*\bC\))|(?:^|\s)Answer:\s*$|^\s*def \w+\(|Question(?: \([^)]*\))?:|"
+    r"```python|\bsolve_\d+\("
+)
+
+# Keywords matched on the normalised (lower-case) prompt with Aho-Corasick (``contains_any``),
+# which is an order of magnitude faster than one regex per topic.
+TOPIC_KEYWORDS: dict[str, tuple[str, ...]] = {
+    "code": ("python", "function", " code", "sql", " bug", "debug", "script", " api", "react",
+             "rust", "java", "regex", "docker", "kubernetes", "typescript", "compile",
+             "stack trace", "def ", "unit test"),
+    "math": ("how many", "calculate", "equation", "probability", "algebra", "integer",
+             "statistics", "percent", "solve"),
+    "science": ("physics", "chemistry", "biology", "quantum", "virology", "astronomy",
+                "molecule"),
+    "agentic": ("book ", "schedule", "email", "ticket", "refund", "jira", "pull request",
+                "database", "query"),
+    "business": ("marketing", "business", "sales", "budget", "invoice", "customer", "product",
+                 "seo"),
+    "writing": ("essay", "letter", "poem", "story", "speech", "paragraph", "resume", " post",
+                "chapter"),
+    "education": ("student", "homework", "exam", "class", "tutor", "lesson", "history"),
+    "life": ("recipe", "trip", "travel", "workout", "garden", "wedding", "birthday", "sleep",
+             " dog"),
+}
+
+COMPACT_DROP = ("prompt", "system_prompt")
+
+
+def normalise_text(expr: pl.Expr) -> pl.Expr:
+    """Mask the parts of a prompt that vary inside one template."""
+    return (
+        expr.str.replace_all(r"\b[A-Z][a-z]{2,}\b", "n")
+        .str.to_lowercase()
+        .str.replace_all(r"\"[^\"]{0,200}\"|'[^']{0,200}'|`[^`]{0,200}`", "\"q\"")
+        .str.replace_all(r"\d+", "0")
+        .str.replace_all(r"\s+", " ")
+        .str.strip_chars()
+    )
+
+
+def ip_prefix(expr: pl.Expr) -> pl.Expr:
+    """/24 for IPv4, /64 (first four groups) for IPv6."""
+    v4 = expr.str.extract(r"^(\d+\.\d+\.\d+)\.\d+$", 1)
+    v6 = expr.str.extract(r"^([0-9a-fA-F]*:[0-9a-fA-F]*:[0-9a-fA-F]*:[0-9a-fA-F]*)", 1)
+    return pl.when(expr.str.contains(":")).then(v6 + "::/64").otherwise(v4 + ".0/24")
+
+
+def _script(expr: pl.Expr) -> pl.Expr:
+    head = expr.str.slice(0, 200)
+    return (
+        pl.when(expr.is_null() | (expr.str.len_chars() == 0))
+        .then(pl.lit("none"))
+        .when(head.str.contains(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]"))
+        .then(pl.lit("cjk"))
+        .when(head.str.contains(r"[\u0400-\u04ff]"))
+        .then(pl.lit("cyrillic"))
+        .when(head.str.contains(r"[\u0600-\u06ff]"))
+        .then(pl.lit("arabic"))
+        .when(head.str.contains(r"[A-Za-z\u00c0-\u024f]"))
+        .then(pl.lit("latin"))
+        .otherwise(pl.lit("other"))
+    )
+
+
+def _topic(normalised: pl.Expr) -> pl.Expr:
+    """First topic (in :data:`TOPIC_KEYWORDS` order) with a keyword in the normalised prompt."""
+    out: pl.Expr = pl.lit("other")
+    for name, keywords in reversed(TOPIC_KEYWORDS.items()):
+        out = pl.when(normalised.str.contains_any(list(keywords))).then(pl.lit(name)).otherwise(out)
+    return out
+
+
+def fingerprint_events(events: pl.LazyFrame | pl.DataFrame) -> pl.LazyFrame:
+    """Canonical events -> compact events (no raw text). Pure, lazy, vectorised."""
+    lf = events.lazy()
+    prompt = pl.col("prompt").fill_null("")
+    words = pl.col("__norm").str.split(" ")
+    minhashes = [
+        words.list.eval(pl.element().hash(seed)).list.min().alias(f"__mh{seed}")
+        for seed in range(BAND_ROWS * N_BANDS)
+    ]
+    bands = [
+        pl.concat_list([pl.col(f"__mh{b * BAND_ROWS + r}") for r in range(BAND_ROWS)])
+        .hash(b)
+        .alias(f"nd{b + 1}")
+        for b in range(N_BANDS)
+    ]
+    return (
+        lf.with_columns(normalise_text(prompt).alias("__norm"))
+        .with_columns(
+            words.list.head(TEMPLATE_WORDS).list.join(" ").hash(7).alias("tmpl"),
+            words.list.tail(TEMPLATE_WORDS).list.join(" ").hash(8).alias("tmpl_tail"),
+            *minhashes,
+            pl.when(pl.col("system_prompt").is_not_null())
+            .then(normalise_text(pl.col("system_prompt")).hash(11))
+            .alias("sys_h"),
+            prompt.str.contains(COT_PATTERN).alias("cot"),
+            prompt.str.contains(RUBRIC_PATTERN).alias("rubric"),
+            prompt.str.contains(REWRITE_PATTERN).alias("rewrite"),
+            prompt.str.contains(BENCH_PATTERN).alias("bench"),
+            _script(pl.col("prompt")).alias("script"),
+            _topic(pl.col("__norm")).alias("topic"),
+            prompt.str.len_chars().cast(pl.Int32).alias("prompt_chars"),
+            ip_prefix(pl.col("ip")).alias("ip_prefix"),
+        )
+        .with_columns(bands)
+        .drop(["__norm", *[f"__mh{i}" for i in range(BAND_ROWS * N_BANDS)], *COMPACT_DROP])
+    )
+
+
+COMPACT_TEXT_COLUMNS = (
+    "tmpl", "tmpl_tail", "nd1", "nd2", "sys_h", "cot", "rubric", "rewrite", "bench", "script", "topic",
+    "prompt_chars", "ip_prefix",
+)

@@ -1,0 +1,314 @@
+"""Account scoring: a directional, robustly scaled pyod ensemble, calibrated to 0-100, with reasons.
+
+:class:`DistillScorer` is a small estimator (``__init__`` stores parameters, ``fit`` returns
+self, learned state ends in ``_``; higher score = more suspicious):
+
+1. **Directional robust scaling.** Each scored feature (``direction`` up/down in
+   :data:`detector.features.FEATURES`) is log1p-transformed when heavy-tailed, centred on the
+   reference median and divided by a robust spread; only the suspicious side is kept
+   (``max(z, 0)`` for "up", ``max(-z, 0)`` for "down"). An account that is unusually *quiet* or
+   *human* can never look suspicious for it.
+2. **Unsupervised ensemble** (pyod) on those one-sided deviations: IsolationForest (scoring cost
+   depends on the number and depth of trees, not on the training size) and HBOS (a histogram
+   lookup per feature) — both suitable for the live path — plus the sum of the three largest
+   deviations ("how far off on its worst features"). Each detector's output is standardised on
+   the reference population and the three are averaged.
+3. **Optional supervised model** when labels are given: scikit-learn's
+   HistGradientBoostingClassifier on the raw features; its log-odds, standardised, are averaged
+   with the unsupervised score.
+4. **Calibration**: ``score = 100 * F(raw)``, with F the empirical CDF of raw scores on the
+   reference population (all training accounts, or only the normal ones when labels are given).
+   So ``score >= 99`` reads as "in the top 1 % of the reference population", and the flag
+   threshold for a target false-positive rate f is ``100 * (1 - f)``.
+5. **Reasons**: the features with the largest one-sided deviations, with the account's value
+   against the population's median and 90th percentile, in words.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Self
+
+import joblib
+import numpy as np
+import polars as pl
+
+from detector.features import FEATURE_BY_NAME, SCORED_FEATURES, Feature
+
+MODEL_FORMAT = "distillguard-scorer"
+MODEL_FORMAT_VERSION = 1
+EPS = 1e-9
+
+
+class ModelLoadError(RuntimeError):
+    """A saved model cannot be used with this version of distillguard."""
+
+
+def _version(pkg: str) -> str:
+    try:
+        return importlib.metadata.version(pkg)
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover
+        return "unknown"
+
+
+def format_value(feature: Feature, value: float | None) -> str:
+    """A feature value as an analyst reads it."""
+    if value is None or not np.isfinite(value):
+        return "n/a"
+    if feature.unit == "%":
+        return f"{100 * value:.0f}%" if value >= 0.01 or value == 0 else f"{100 * value:.1f}%"
+    if abs(value) >= 100:
+        text = f"{value:,.0f}"
+    elif abs(value) >= 10:
+        text = f"{value:.0f}"
+    else:
+        text = f"{value:.2f}".rstrip("0").rstrip(".")
+    return f"{text}{feature.unit}" if feature.unit in ("/day", "h", "s") else (
+        f"{text} {feature.unit}" if feature.unit else text
+    )
+
+
+class DistillScorer:
+    """Score accounts 0-100 for distillation risk from :func:`account_features` output.
+
+    Parameters
+    ----------
+    target_fpr: false-positive rate on the reference population that sets the flag threshold.
+    n_estimators, max_samples: IsolationForest size.
+    supervised: "auto" (use labels when given), "never", or "always" (labels required).
+    features: which features to score (default: every feature with a risk direction).
+    random_state: seed.
+    """
+
+    def __init__(
+        self,
+        target_fpr: float = 0.001,
+        n_estimators: int = 200,
+        max_samples: int = 256,
+        supervised: str = "auto",
+        features: tuple[str, ...] = SCORED_FEATURES,
+        n_reasons: int = 3,
+        random_state: int = 0,
+    ) -> None:
+        self.target_fpr = target_fpr
+        self.n_estimators = n_estimators
+        self.max_samples = max_samples
+        self.supervised = supervised
+        self.features = features
+        self.n_reasons = n_reasons
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------ transforms
+    def _matrix(self, features: pl.DataFrame) -> np.ndarray:
+        missing = [f for f in self.features if f not in features.columns]
+        if missing:
+            raise ValueError(f"feature frame lacks columns {missing}")
+        x = features.select(self.features).to_numpy().astype(np.float64)
+        for j, name in enumerate(self.features):
+            if FEATURE_BY_NAME[name].log:
+                x[:, j] = np.log1p(np.clip(x[:, j], 0, None))
+        return x
+
+    def _deviations(self, x: np.ndarray) -> np.ndarray:
+        """One-sided robust deviations (>= 0), NaN filled with the reference median."""
+        x = np.where(np.isnan(x), self.median_[None, :], x)
+        z = (x - self.median_[None, :]) / self.scale_[None, :]
+        z = z * self.sign_[None, :]
+        return np.clip(z, 0.0, 50.0)
+
+    # ------------------------------------------------------------------ fit / score
+    def fit(self, features: pl.DataFrame, labels: pl.DataFrame | None = None) -> Self:
+        from pyod.models.hbos import HBOS
+        from pyod.models.iforest import IForest
+
+        if self.supervised == "always" and labels is None:
+            raise ValueError("supervised='always' needs labels")
+        use_labels = labels is not None and self.supervised != "never"
+        y = None
+        if labels is not None:
+            y = (
+                features.select("account_id")
+                .join(labels.select("account_id", "is_attack"), on="account_id", how="left")[
+                    "is_attack"
+                ]
+                .fill_null(False)
+                .to_numpy()
+                .astype(bool)
+            )
+        x = self._matrix(features)
+        ref = ~y if (use_labels and y is not None) else np.ones(len(x), dtype=bool)
+        xr = x[ref]
+        self.median_ = np.nanmedian(xr, axis=0)
+        self.median_ = np.where(np.isnan(self.median_), 0.0, self.median_)
+        q1, q3 = np.nanpercentile(xr, [25, 75], axis=0)
+        scale = (q3 - q1) / 1.349
+        std = np.nanstd(xr, axis=0)
+        scale = np.where(scale > EPS, scale, np.where(std > EPS, std, 1.0))
+        self.scale_ = np.nan_to_num(scale, nan=1.0)
+        self.sign_ = np.array(
+            [1.0 if FEATURE_BY_NAME[f].direction == "up" else -1.0 for f in self.features]
+        )
+        raw_x = features.select(self.features).to_numpy().astype(np.float64)
+        self.p50_ = np.nanmedian(raw_x[ref], axis=0)
+        self.p90_ = np.nanpercentile(raw_x[ref], 90, axis=0)
+
+        d = self._deviations(x)
+        self.iforest_ = IForest(
+            n_estimators=self.n_estimators,
+            max_samples=min(self.max_samples, len(d)),
+            random_state=self.random_state,
+        ).fit(d)
+        self.hbos_ = HBOS(n_bins=20).fit(d)
+        parts = self._parts(d)
+        self.part_center_ = np.median(parts[ref], axis=0)
+        spread = np.percentile(parts[ref], 75, axis=0) - np.percentile(parts[ref], 25, axis=0)
+        self.part_scale_ = np.where(spread > EPS, spread, 1.0)
+        unsup = ((parts - self.part_center_) / self.part_scale_).mean(axis=1)
+
+        self.classifier_ = None
+        raw = unsup
+        if use_labels and y is not None and y.any() and (~y).any():
+            from sklearn.ensemble import HistGradientBoostingClassifier
+
+            self.classifier_ = HistGradientBoostingClassifier(
+                max_iter=200, learning_rate=0.1, random_state=self.random_state
+            ).fit(x, y)
+            sup = self._sup_logit(x)
+            self.sup_center_ = float(np.median(sup[ref]))
+            s_spread = float(np.percentile(sup[ref], 75) - np.percentile(sup[ref], 25))
+            self.sup_scale_ = s_spread if s_spread > EPS else 1.0
+            raw = 0.5 * unsup + 0.5 * (sup - self.sup_center_) / self.sup_scale_
+        self.reference_ = np.sort(raw[ref])
+        self.threshold_ = 100.0 * (1.0 - self.target_fpr)
+        self.n_train_ = int(len(x))
+        self.n_reference_ = int(ref.sum())
+        self.supervised_ = self.classifier_ is not None
+        self.trained_at_ = datetime.now(UTC).isoformat(timespec="seconds")
+        return self
+
+    def _parts(self, d: np.ndarray) -> np.ndarray:
+        top3 = -np.sort(-d, axis=1)[:, :3].sum(axis=1)
+        return np.column_stack(
+            [self.iforest_.decision_function(d), self.hbos_.decision_function(d), top3]
+        )
+
+    def _sup_logit(self, x: np.ndarray) -> np.ndarray:
+        assert self.classifier_ is not None
+        p = np.clip(self.classifier_.predict_proba(x)[:, 1], 1e-6, 1 - 1e-6)
+        return np.asarray(np.log(p / (1 - p)))
+
+    def raw_score(self, features: pl.DataFrame) -> np.ndarray:
+        """Uncalibrated ensemble score (higher = more suspicious); ranks beyond the reference."""
+        x = self._matrix(features)
+        d = self._deviations(x)
+        unsup = ((self._parts(d) - self.part_center_) / self.part_scale_).mean(axis=1)
+        if self.classifier_ is None:
+            return np.asarray(unsup)
+        sup = (self._sup_logit(x) - self.sup_center_) / self.sup_scale_
+        return np.asarray(0.5 * unsup + 0.5 * sup)
+
+    def calibrate(self, raw: np.ndarray) -> np.ndarray:
+        """Raw scores -> 0-100: the share of the reference population scoring lower."""
+        ref = self.reference_
+        n = len(ref)
+        rank = np.searchsorted(ref, raw, side="right")
+        # interpolate inside the reference range; above its maximum, approach 100
+        score = 100.0 * rank / (n + 1)
+        above = raw > ref[-1]
+        score[above] = 100.0 * (1.0 - 0.5 / (n + 1))
+        return np.round(score, 3)
+
+    def score(self, features: pl.DataFrame) -> pl.DataFrame:
+        """``account_id, score, raw_score, flagged, reasons`` for each row of ``features``."""
+        raw = self.raw_score(features)
+        score = self.calibrate(raw)
+        d = self._deviations(self._matrix(features))
+        raw_values = features.select(self.features).to_numpy().astype(np.float64)
+        reasons = self._reasons(d, raw_values)
+        return pl.DataFrame(
+            {
+                "account_id": features["account_id"],
+                "score": score,
+                "raw_score": raw,
+                "flagged": score >= self.threshold_,
+                "reasons": pl.Series(reasons, dtype=pl.List(pl.String)),
+            }
+        )
+
+    def _reasons(self, d: np.ndarray, values: np.ndarray) -> list[list[str]]:
+        order = np.argsort(-d, axis=1)[:, : self.n_reasons]
+        out: list[list[str]] = []
+        for i in range(len(d)):
+            items = []
+            for j in order[i]:
+                if d[i, j] < 2.0:  # within ~2 robust spreads of typical: not a reason
+                    break
+                f = FEATURE_BY_NAME[self.features[j]]
+                side = "high" if f.direction == "up" else "low"
+                items.append(
+                    f"{f.name} {side}: {format_value(f, values[i, j])} vs typical "
+                    f"{format_value(f, self.p50_[j])} (p90 {format_value(f, self.p90_[j])}) "
+                    f"— {f.why}"
+                )
+            out.append(items)
+        return out
+
+    # ------------------------------------------------------------------ persistence
+    def info(self) -> dict[str, Any]:
+        return {
+            "format": MODEL_FORMAT,
+            "format_version": MODEL_FORMAT_VERSION,
+            "distillguard": _version("distillguard"),
+            "trained_at": getattr(self, "trained_at_", None),
+            "n_train": getattr(self, "n_train_", None),
+            "n_reference": getattr(self, "n_reference_", None),
+            "supervised": getattr(self, "supervised_", None),
+            "target_fpr": self.target_fpr,
+            "threshold": getattr(self, "threshold_", None),
+            "features": list(self.features),
+        }
+
+    def save(self, path: str | Path) -> Path:
+        if not hasattr(self, "reference_"):
+            raise RuntimeError("fit the scorer before saving it")
+        envelope = {
+            **self.info(),
+            "libraries": {k: _version(k) for k in ("scikit-learn", "pyod", "numpy", "polars")},
+            "estimator": self,
+        }
+        out = Path(path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        joblib.dump(envelope, out, compress=3)
+        return out
+
+    @classmethod
+    def load(cls, path: str | Path) -> DistillScorer:
+        """Load a saved scorer; raises :class:`ModelLoadError` with the reason if incompatible.
+        (Model files are pickles: load only files you trust.)"""
+        p = Path(path)
+        if not p.exists():
+            raise ModelLoadError(f"{p}: no such model file")
+        try:
+            envelope = joblib.load(p)
+        except Exception as exc:
+            raise ModelLoadError(f"{p}: not a distillguard model ({exc})") from exc
+        if not isinstance(envelope, dict) or envelope.get("format") != MODEL_FORMAT:
+            raise ModelLoadError(f"{p}: not a distillguard model file")
+        if envelope.get("format_version") != MODEL_FORMAT_VERSION:
+            raise ModelLoadError(
+                f"{p}: model format version {envelope.get('format_version')} is not supported "
+                f"by this distillguard (expects {MODEL_FORMAT_VERSION}); retrain with "
+                "`distillguard train`"
+            )
+        unknown = [f for f in envelope.get("features", []) if f not in FEATURE_BY_NAME]
+        if unknown:
+            raise ModelLoadError(
+                f"{p}: model uses features this distillguard does not compute: {unknown}; "
+                "retrain with `distillguard train`"
+            )
+        est = envelope["estimator"]
+        if not isinstance(est, cls):
+            raise ModelLoadError(f"{p}: model object is {type(est).__name__}, not {cls.__name__}")
+        return est
