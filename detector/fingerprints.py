@@ -12,7 +12,7 @@ Added columns
 - ``nd1``, ``nd2``: near-duplicate band keys — two LSH bands of :data:`BAND_ROWS` MinHashes
   over the normalised word set. Two prompts with word-set Jaccard similarity J share a band key
   with probability ``1 - (1 - J**3)**2`` (0.57 at J = 0.7, 0.016 at J = 0.2).
-- ``sys_h``: hash of the normalised system prompt (null when none).
+- ``sys_h``: hash of the system prompt (null when none): exact sharing is what matters.
 - ``cot``, ``rubric``, ``rewrite``, ``bench``: markers for chain-of-thought elicitation, grading
   rubrics / reward-model use, "rewrite this safely", and benchmark-style items (multiple choice,
   ``Answer:``, code stubs), in the languages the markers list.
@@ -25,6 +25,8 @@ Hashes are polars' 64-bit hashes: stable within a polars version, which is all t
 """
 
 from __future__ import annotations
+
+import re
 
 import polars as pl
 
@@ -46,10 +48,9 @@ REWRITE_PATTERN = (
     r"(?i)rewrite .{0,40}(?:safe|harmless|policy)|(?:safer|more neutral) tone|"
     r"remove anything harmful|policy-compliant"
 )
-BENCH_PATTERN = (
-    r"(?m)(?:\bA\).*\bB\).*\bC\))|(?:^|\s)Answer:\s*$|^\s*def \w+\(|Question(?: \([^)]*\))?:|"
-    r"```python|\bsolve_\d+\("
-)
+# Literal markers (Aho-Corasick: one pass) of benchmark-style items: multiple-choice options,
+# "Answer:" / "Question:" scaffolds, code stubs.
+BENCH_MARKERS = (" A) ", "(A) ", "Answer:", "Question (", "Question:", "def ", "```", "solve_")
 
 # Keywords matched on the normalised (lower-case) prompt with Aho-Corasick (``contains_any``),
 # which is an order of magnitude faster than one regex per topic.
@@ -73,16 +74,25 @@ TOPIC_KEYWORDS: dict[str, tuple[str, ...]] = {
 }
 
 COMPACT_DROP = ("prompt", "system_prompt")
+_MASKS = (
+    0x0000000000000000, 0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB,
+    0x2545F4914F6CDD1D, 0x5851F42D4C957F2D, 0x14057B7EF767814F, 0xD6E8FEB86659FD93,
+)
 
 
 def normalise_text(expr: pl.Expr) -> pl.Expr:
-    """Mask the parts of a prompt that vary inside one template."""
+    """Mask the parts of a prompt that vary inside one template.
+
+    Line breaks and tabs become spaces with literal (fast) replacements; runs of spaces are
+    left alone: they only add empty "words", identically for every copy of a template."""
     return (
         expr.str.replace_all(r"\b[A-Z][a-z]{2,}\b", "n")
         .str.to_lowercase()
         .str.replace_all(r"\"[^\"]{0,200}\"|'[^']{0,200}'|`[^`]{0,200}`", "\"q\"")
         .str.replace_all(r"\d+", "0")
-        .str.replace_all(r"\s+", " ")
+        .str.replace_all("\n", " ", literal=True)
+        .str.replace_all("\t", " ", literal=True)
+        .str.replace_all("\r", " ", literal=True)
         .str.strip_chars()
     )
 
@@ -95,28 +105,35 @@ def ip_prefix(expr: pl.Expr) -> pl.Expr:
 
 
 def _script(expr: pl.Expr) -> pl.Expr:
-    head = expr.str.slice(0, 200)
+    """Script of the first CJK / Cyrillic / Arabic letter in the first 100 characters, else
+    latin (or none for an empty prompt). One regex pass."""
+    first = expr.str.slice(0, 100).str.extract(
+        r"([\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\u0400-\u04ff\u0600-\u06ff])", 1
+    )
     return (
         pl.when(expr.is_null() | (expr.str.len_chars() == 0))
         .then(pl.lit("none"))
-        .when(head.str.contains(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]"))
-        .then(pl.lit("cjk"))
-        .when(head.str.contains(r"[\u0400-\u04ff]"))
-        .then(pl.lit("cyrillic"))
-        .when(head.str.contains(r"[\u0600-\u06ff]"))
-        .then(pl.lit("arabic"))
-        .when(head.str.contains(r"[A-Za-z\u00c0-\u024f]"))
+        .when(first.is_null())
         .then(pl.lit("latin"))
-        .otherwise(pl.lit("other"))
+        .when(first < "\u0600")
+        .then(pl.lit("cyrillic"))
+        .when(first < "\u3040")
+        .then(pl.lit("arabic"))
+        .otherwise(pl.lit("cjk"))
     )
 
 
+_KEYWORD_TOPIC = {k: t for t, ks in TOPIC_KEYWORDS.items() for k in ks}
+_KEYWORD_RE = "(" + "|".join(re.escape(k) for k in _KEYWORD_TOPIC) + ")"
+
+
 def _topic(normalised: pl.Expr) -> pl.Expr:
-    """First topic (in :data:`TOPIC_KEYWORDS` order) with a keyword in the normalised prompt."""
-    out: pl.Expr = pl.lit("other")
-    for name, keywords in reversed(TOPIC_KEYWORDS.items()):
-        out = pl.when(normalised.str.contains_any(list(keywords))).then(pl.lit(name)).otherwise(out)
-    return out
+    """Topic of the first topic keyword in the normalised prompt (one regex pass)."""
+    return (
+        normalised.str.extract(_KEYWORD_RE, 1)
+        .replace_strict(_KEYWORD_TOPIC, default="other", return_dtype=pl.String)
+        .fill_null("other")
+    )
 
 
 def fingerprint_events(events: pl.LazyFrame | pl.DataFrame) -> pl.LazyFrame:
@@ -124,9 +141,12 @@ def fingerprint_events(events: pl.LazyFrame | pl.DataFrame) -> pl.LazyFrame:
     lf = events.lazy()
     prompt = pl.col("prompt").fill_null("")
     words = pl.col("__norm").str.split(" ")
+    # MinHash: hash every word once, then permute the 64-bit hash space by XOR with fixed masks
+    # (each mask is a bijection, so each gives its own minimum).
     minhashes = [
-        words.list.eval(pl.element().hash(seed)).list.min().alias(f"__mh{seed}")
-        for seed in range(BAND_ROWS * N_BANDS)
+        pl.col("__wh").list.eval(pl.element().xor(pl.lit(mask, dtype=pl.UInt64))).list.min()
+        .alias(f"__mh{i}")
+        for i, mask in enumerate(_MASKS[: BAND_ROWS * N_BANDS])
     ]
     bands = [
         pl.concat_list([pl.col(f"__mh{b * BAND_ROWS + r}") for r in range(BAND_ROWS)])
@@ -136,24 +156,25 @@ def fingerprint_events(events: pl.LazyFrame | pl.DataFrame) -> pl.LazyFrame:
     ]
     return (
         lf.with_columns(normalise_text(prompt).alias("__norm"))
+        .with_columns(words.list.eval(pl.element().hash(5)).alias("__wh"))
         .with_columns(
-            words.list.head(TEMPLATE_WORDS).list.join(" ").hash(7).alias("tmpl"),
-            words.list.tail(TEMPLATE_WORDS).list.join(" ").hash(8).alias("tmpl_tail"),
+            words.list.head(TEMPLATE_WORDS).hash(7).alias("tmpl"),
+            words.list.tail(TEMPLATE_WORDS).hash(8).alias("tmpl_tail"),
             *minhashes,
             pl.when(pl.col("system_prompt").is_not_null())
-            .then(normalise_text(pl.col("system_prompt")).hash(11))
+            .then(pl.col("system_prompt").hash(11))
             .alias("sys_h"),
             prompt.str.contains(COT_PATTERN).alias("cot"),
             prompt.str.contains(RUBRIC_PATTERN).alias("rubric"),
             prompt.str.contains(REWRITE_PATTERN).alias("rewrite"),
-            prompt.str.contains(BENCH_PATTERN).alias("bench"),
+            prompt.str.contains_any(list(BENCH_MARKERS)).alias("bench"),
             _script(pl.col("prompt")).alias("script"),
             _topic(pl.col("__norm")).alias("topic"),
             prompt.str.len_chars().cast(pl.Int32).alias("prompt_chars"),
             ip_prefix(pl.col("ip")).alias("ip_prefix"),
         )
         .with_columns(bands)
-        .drop(["__norm", *[f"__mh{i}" for i in range(BAND_ROWS * N_BANDS)], *COMPACT_DROP])
+        .drop(["__norm", "__wh", *[f"__mh{i}" for i in range(BAND_ROWS * N_BANDS)], *COMPACT_DROP])
     )
 
 
