@@ -43,6 +43,7 @@ def metrics(scores: pl.DataFrame, labels: pl.DataFrame) -> dict[str, Any]:
     df = _labelled(scores, labels)
     y = df["is_attack"].to_numpy().astype(bool)
     raw = df["raw_score"].to_numpy().astype(float)
+    flagged = df["flagged"].to_numpy().astype(bool)
     both = bool(y.any() and (~y).any())
     out: dict[str, Any] = {
         "n_accounts": df.height,
@@ -50,10 +51,8 @@ def metrics(scores: pl.DataFrame, labels: pl.DataFrame) -> dict[str, Any]:
         "roc_auc": float(roc_auc_score(y, raw)) if both else None,
         "pr_auc": float(average_precision_score(y, raw)) if both else None,
         "recall_at_fpr": {str(f): recall_at_fpr(y, raw, f) for f in FPR_LEVELS} if both else {},
-        "flagged_recall": float(df.filter(pl.col("is_attack"))["flagged"].mean() or 0.0)
-        if y.any() else None,
-        "flagged_fp_rate": float(df.filter(~pl.col("is_attack"))["flagged"].mean() or 0.0)
-        if (~y).any() else None,
+        "flagged_recall": float(flagged[y].mean()) if y.any() else None,
+        "flagged_fp_rate": float(flagged[~y].mean()) if (~y).any() else None,
     }
     by: dict[str, dict[str, Any]] = {}
     per = df.group_by("archetype", "is_attack").agg(
@@ -94,20 +93,21 @@ def time_to_detect(
     )
     detected: dict[str, Any] = {}
     hours_total = (end - start).total_seconds() / 3600.0
-    for h in sorted(cutoffs_hours):
-        if h > hours_total + 1e-9 and detected:
-            break
-        cut = start + timedelta(hours=min(h, hours_total + 1e-6))
+    cuts = [h for h in sorted(cutoffs_hours) if h < hours_total] + [hours_total + 1e-6]
+    for h in cuts:  # the last cut-off takes the whole log
+        cut = start + timedelta(hours=h)
         window = lf.filter(pl.col("ts") < cut)
         flagged = score_window(window).filter(pl.col("flagged")).select("account_id")
         new = flagged.join(attackers, on="account_id", how="semi")["account_id"].to_list()
         for acct in new:
             detected.setdefault(acct, cut)
-        if h > hours_total:
-            break
     if not detected:
-        return {"detected_share": 0.0, "median_hours": None, "median_requests": None,
-                "n_attackers": first.height}
+        return {
+            "detected_share": 0.0,
+            "median_hours": None,
+            "median_requests": None,
+            "n_attackers": first.height,
+        }
     det = pl.DataFrame(
         {"account_id": list(detected), "cut": list(detected.values())},
         schema={"account_id": pl.String, "cut": first["first_ts"].dtype},

@@ -6,9 +6,9 @@ linkage, the streaming service's window) reads compact events only.
 
 Added columns
 - ``tmpl``, ``tmpl_tail``: template hashes — the first (last) :data:`TEMPLATE_WORDS` words of
-  the prompt after normalisation (lower case; digits -> ``0``; quoted spans -> ``"q"``; capitalised names ->
-  ``n``). A distiller's header/footer around varying payloads, or an app's fixed wrapper, keeps
-  one ``tmpl``; free-form human text almost never repeats it.
+  the prompt after normalisation (lower case; digits -> ``0``; quoted spans -> ``"q"``;
+  capitalised names -> ``n``). A distiller's header/footer around varying payloads, or an
+  app's fixed wrapper, keeps one ``tmpl``; free-form human text almost never repeats it.
 - ``nd1``, ``nd2``: near-duplicate band keys — two LSH bands of :data:`BAND_ROWS` MinHashes
   over the normalised word set. Two prompts with word-set Jaccard similarity J share a band key
   with probability ``1 - (1 - J**3)**2`` (0.57 at J = 0.7, 0.016 at J = 0.2).
@@ -55,28 +55,95 @@ BENCH_MARKERS = (" A) ", "(A) ", "Answer:", "Question (", "Question:", "def ", "
 # Keywords matched on the normalised (lower-case) prompt with Aho-Corasick (``contains_any``),
 # which is an order of magnitude faster than one regex per topic.
 TOPIC_KEYWORDS: dict[str, tuple[str, ...]] = {
-    "code": ("python", "function", " code", "sql", " bug", "debug", "script", " api", "react",
-             "rust", "java", "regex", "docker", "kubernetes", "typescript", "compile",
-             "stack trace", "def ", "unit test"),
-    "math": ("how many", "calculate", "equation", "probability", "algebra", "integer",
-             "statistics", "percent", "solve"),
-    "science": ("physics", "chemistry", "biology", "quantum", "virology", "astronomy",
-                "molecule"),
-    "agentic": ("book ", "schedule", "email", "ticket", "refund", "jira", "pull request",
-                "database", "query"),
-    "business": ("marketing", "business", "sales", "budget", "invoice", "customer", "product",
-                 "seo"),
-    "writing": ("essay", "letter", "poem", "story", "speech", "paragraph", "resume", " post",
-                "chapter"),
+    "code": (
+        "python",
+        "function",
+        " code",
+        "sql",
+        " bug",
+        "debug",
+        "script",
+        " api",
+        "react",
+        "rust",
+        "java",
+        "regex",
+        "docker",
+        "kubernetes",
+        "typescript",
+        "compile",
+        "stack trace",
+        "def ",
+        "unit test",
+    ),
+    "math": (
+        "how many",
+        "calculate",
+        "equation",
+        "probability",
+        "algebra",
+        "integer",
+        "statistics",
+        "percent",
+        "solve",
+    ),
+    "science": ("physics", "chemistry", "biology", "quantum", "virology", "astronomy", "molecule"),
+    "agentic": (
+        "book ",
+        "schedule",
+        "email",
+        "ticket",
+        "refund",
+        "jira",
+        "pull request",
+        "database",
+        "query",
+    ),
+    "business": (
+        "marketing",
+        "business",
+        "sales",
+        "budget",
+        "invoice",
+        "customer",
+        "product",
+        "seo",
+    ),
+    "writing": (
+        "essay",
+        "letter",
+        "poem",
+        "story",
+        "speech",
+        "paragraph",
+        "resume",
+        " post",
+        "chapter",
+    ),
     "education": ("student", "homework", "exam", "class", "tutor", "lesson", "history"),
-    "life": ("recipe", "trip", "travel", "workout", "garden", "wedding", "birthday", "sleep",
-             " dog"),
+    "life": (
+        "recipe",
+        "trip",
+        "travel",
+        "workout",
+        "garden",
+        "wedding",
+        "birthday",
+        "sleep",
+        " dog",
+    ),
 }
 
 COMPACT_DROP = ("prompt", "system_prompt")
 _MASKS = (
-    0x0000000000000000, 0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB,
-    0x2545F4914F6CDD1D, 0x5851F42D4C957F2D, 0x14057B7EF767814F, 0xD6E8FEB86659FD93,
+    0x0000000000000000,
+    0x9E3779B97F4A7C15,
+    0xBF58476D1CE4E5B9,
+    0x94D049BB133111EB,
+    0x2545F4914F6CDD1D,
+    0x5851F42D4C957F2D,
+    0x14057B7EF767814F,
+    0xD6E8FEB86659FD93,
 )
 
 
@@ -88,7 +155,7 @@ def normalise_text(expr: pl.Expr) -> pl.Expr:
     return (
         expr.str.replace_all(r"\b[A-Z][a-z]{2,}\b", "n")
         .str.to_lowercase()
-        .str.replace_all(r"\"[^\"]{0,200}\"|'[^']{0,200}'|`[^`]{0,200}`", "\"q\"")
+        .str.replace_all(r"\"[^\"]{0,200}\"|'[^']{0,200}'|`[^`]{0,200}`", '"q"')
         .str.replace_all(r"\d+", "0")
         .str.replace_all("\n", " ", literal=True)
         .str.replace_all("\t", " ", literal=True)
@@ -144,7 +211,9 @@ def fingerprint_events(events: pl.LazyFrame | pl.DataFrame) -> pl.LazyFrame:
     # MinHash: hash every word once, then permute the 64-bit hash space by XOR with fixed masks
     # (each mask is a bijection, so each gives its own minimum).
     minhashes = [
-        pl.col("__wh").list.eval(pl.element().xor(pl.lit(mask, dtype=pl.UInt64))).list.min()
+        pl.col("__wh")
+        .list.eval(pl.element().xor(pl.lit(mask, dtype=pl.UInt64)))
+        .list.min()
         .alias(f"__mh{i}")
         for i, mask in enumerate(_MASKS[: BAND_ROWS * N_BANDS])
     ]
@@ -179,6 +248,17 @@ def fingerprint_events(events: pl.LazyFrame | pl.DataFrame) -> pl.LazyFrame:
 
 
 COMPACT_TEXT_COLUMNS = (
-    "tmpl", "tmpl_tail", "nd1", "nd2", "sys_h", "cot", "rubric", "rewrite", "bench", "script", "topic",
-    "prompt_chars", "ip_prefix",
+    "tmpl",
+    "tmpl_tail",
+    "nd1",
+    "nd2",
+    "sys_h",
+    "cot",
+    "rubric",
+    "rewrite",
+    "bench",
+    "script",
+    "topic",
+    "prompt_chars",
+    "ip_prefix",
 )

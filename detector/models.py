@@ -71,8 +71,10 @@ def format_value(feature: Feature, value: float | None) -> str:
         text = f"{value:.0f}"
     else:
         text = f"{value:.2f}".rstrip("0").rstrip(".")
-    return f"{text}{feature.unit}" if feature.unit in ("/day", "h", "s") else (
-        f"{text} {feature.unit}" if feature.unit else text
+    return (
+        f"{text}{feature.unit}"
+        if feature.unit in ("/day", "h", "s")
+        else (f"{text} {feature.unit}" if feature.unit else text)
     )
 
 
@@ -209,7 +211,7 @@ class DistillScorer:
             ref = raw <= cut
         self.reference_ = np.sort(raw[ref])
         self.threshold_ = 100.0 * (1.0 - self.target_fpr)
-        self.n_train_ = int(len(x))
+        self.n_train_ = len(x)
         self.n_reference_ = int(ref.sum())
         self.supervised_ = self.classifier_ is not None
         self.trained_at_ = datetime.now(UTC).isoformat(timespec="seconds")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
+import polars as pl
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from detector.schema import EventSchemaError
 
@@ -103,6 +106,229 @@ def convert(
     except FileNotFoundError as exc:
         raise _fail(str(exc)) from None
     console.print(f"{n:,} events -> {out}")
+
+
+def _stage_printer() -> Callable[[str], None]:
+    def show(stage: str) -> None:
+        console.print(f"[dim]·[/] {stage}", highlight=False)
+
+    return show
+
+
+def _optional_tables(
+    logs: list[Path], labels: Path | None, accounts: Path | None
+) -> tuple[pl.DataFrame | None, pl.DataFrame | None]:
+    """Labels and account table: given explicitly, or found beside the logs."""
+    from detector.audit import load_accounts, load_labels, sibling_table
+
+    lab = load_labels(labels) if labels else None
+    acc_path = accounts or sibling_table(logs, "accounts.parquet")
+    acc = load_accounts(acc_path) if acc_path else None
+    return lab, acc
+
+
+LogsArg = Annotated[
+    list[Path], typer.Argument(help="Event logs: Parquet/NDJSON files, dirs, globs.")
+]
+LabelsOpt = Annotated[
+    Path | None, typer.Option(help="Ground-truth labels (account_id, is_attack, archetype, ...).")
+]
+AccountsOpt = Annotated[
+    Path | None,
+    typer.Option(help="Account table (default: accounts.parquet beside the logs, if present)."),
+]
+
+
+@app.command()
+def train(
+    logs: LogsArg,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Model file to write.")],
+    labels: LabelsOpt = None,
+    accounts: AccountsOpt = None,
+    target_fpr: Annotated[float, typer.Option(help="False-positive rate for flagging.")] = 0.001,
+) -> None:
+    """Fit the account scorer on logs (unsupervised; supervised too when labels are given)."""
+    from detector.audit import train as do_train
+    from detector.models import DistillScorer
+
+    try:
+        lab, acc = _optional_tables(logs, labels, accounts)
+        model = do_train(
+            logs, out, lab, acc, DistillScorer(target_fpr=target_fpr), progress=_stage_printer()
+        )
+    except (EventSchemaError, FileNotFoundError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    info = model.info()
+    console.print(
+        f"model -> {out} ({info['n_train']:,} accounts, supervised={info['supervised']}, "
+        f"threshold {info['threshold']:.1f})"
+    )
+
+
+@app.command()
+def audit(
+    logs: LogsArg,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")],
+    model: Annotated[
+        Path | None, typer.Option(help="Trained model (default: fit one on these logs).")
+    ] = None,
+    labels: LabelsOpt = None,
+    accounts: AccountsOpt = None,
+    time_to_detect: Annotated[
+        bool, typer.Option(help="With labels: re-score at cut-offs to measure time to detect.")
+    ] = False,
+    top: Annotated[int, typer.Option(help="Flagged accounts to print.")] = 15,
+) -> None:
+    """Score every account in the logs; write accounts.parquet/.csv, summary.json, report.html."""
+    from detector.audit import audit as do_audit
+    from detector.models import DistillScorer, ModelLoadError
+
+    try:
+        scorer = DistillScorer.load(model) if model else None
+        lab, acc = _optional_tables(logs, labels, accounts)
+        result = do_audit(
+            logs,
+            out,
+            scorer,
+            lab,
+            acc,
+            with_time_to_detect=time_to_detect,
+            progress=_stage_printer(),
+        )
+    except (EventSchemaError, FileNotFoundError, ValueError, ModelLoadError) as exc:
+        raise _fail(str(exc)) from None
+    print_audit(result.accounts, result.summary, top)
+    console.print(f"report: {result.paths['report']}")
+
+
+@app.command()
+def evaluate(
+    logs: LogsArg,
+    model: Annotated[Path, typer.Option(help="Trained model.")],
+    labels: Annotated[Path, typer.Option(help="Ground-truth labels.")],
+    accounts: AccountsOpt = None,
+    time_to_detect: Annotated[bool, typer.Option(help="Also measure time to detect.")] = True,
+    out: Annotated[Path | None, typer.Option(help="Write the metrics as JSON here.")] = None,
+) -> None:
+    """Metrics of a trained model on labelled logs it was not fitted on."""
+    import json
+    import tempfile
+
+    from detector.audit import audit as do_audit
+    from detector.models import DistillScorer, ModelLoadError
+
+    try:
+        scorer = DistillScorer.load(model)
+        lab, acc = _optional_tables(logs, labels, accounts)
+        with tempfile.TemporaryDirectory() as tmp:
+            result = do_audit(
+                logs,
+                tmp,
+                scorer,
+                lab,
+                acc,
+                with_time_to_detect=time_to_detect,
+                progress=_stage_printer(),
+            )
+    except (EventSchemaError, FileNotFoundError, ValueError, ModelLoadError) as exc:
+        raise _fail(str(exc)) from None
+    m = result.summary["metrics"]
+    print_metrics(m)
+    if out:
+        out.write_text(json.dumps(m, indent=2) + "\n")
+
+
+def print_metrics(m: dict[str, Any]) -> None:
+    rec = m.get("recall_at_fpr", {})
+    line = (
+        f"ROC-AUC {m['roc_auc']:.4f}  PR-AUC {m['pr_auc']:.4f}  "
+        f"recall@0.1%FPR {rec.get('0.001', float('nan')):.3f}  "
+        f"recall@1%FPR {rec.get('0.01', float('nan')):.3f}"
+    )
+    console.print(line, highlight=False)
+    tbl = Table(title="by archetype (at the model's flag threshold)", show_lines=False)
+    tbl.add_column("archetype")
+    tbl.add_column("kind")
+    tbl.add_column("accounts", justify="right")
+    tbl.add_column("recall / FP rate", justify="right")
+    for name, row in sorted(m["by_archetype"].items(), key=lambda kv: (kv[1]["kind"], kv[0])):
+        val = row.get("recall", row.get("fp_rate", 0.0))
+        tbl.add_row(name, row["kind"], str(row["n"]), f"{val:.3f}")
+    console.print(tbl)
+    ttd = m.get("time_to_detect")
+    if ttd and ttd.get("median_hours") is not None:
+        console.print(
+            f"time to detect: median {ttd['median_hours']:.1f} h, "
+            f"{ttd['median_requests']:.0f} requests; {100 * ttd['detected_share']:.0f}% "
+            "of attackers detected",
+            highlight=False,
+        )
+
+
+def print_audit(table: pl.DataFrame, summary: dict[str, Any], top: int) -> None:
+    flagged = table.filter(pl.col("flagged"))
+    console.print(
+        f"{summary['n_accounts']:,} accounts, {summary['n_events']:,} events: "
+        f"{summary['n_flagged']:,} flagged (score >= {summary['threshold']:.1f})",
+        highlight=False,
+    )
+    tbl = Table(title=f"top {min(top, flagged.height)} flagged accounts", show_lines=True)
+    tbl.add_column("account")
+    tbl.add_column("score", justify="right")
+    tbl.add_column("campaign")
+    tbl.add_column("reasons")
+    for row in flagged.head(top).iter_rows(named=True):
+        tbl.add_row(
+            row["account_id"],
+            f"{row['score']:.2f}",
+            row["campaign_id"] or "—",
+            "\n".join(r.split(" — ")[0] for r in row["reasons"])
+            or "(combination of moderate signals)",
+        )
+    console.print(tbl)
+    if "metrics" in summary:
+        print_metrics(summary["metrics"])
+
+
+@app.command()
+def demo(
+    out: Annotated[
+        Path | None, typer.Option(help="Keep the outputs here (default: a temporary folder).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the audited day (training uses seed+1).")] = 2,
+    top: Annotated[int, typer.Option(help="Flagged accounts to print.")] = 12,
+) -> None:
+    """Generate the demo scenario, train on one day, audit another, show what was caught."""
+    import tempfile
+
+    from detector.audit import audit as do_audit
+    from detector.audit import train as do_train
+    from synthetic_logs.generate import generate as gen
+
+    base = Path(out) if out else Path(tempfile.mkdtemp(prefix="distillguard-demo-"))
+    stage = _stage_printer()
+    stage(f"generating the demo scenario (training day: seed {seed + 1}; audited day: seed {seed})")
+    train_dir, audit_dir = base / "train-logs", base / "logs"
+    gen("demo", seed=seed + 1).write(train_dir)
+    gen("demo", seed=seed).write(audit_dir)
+    model_path = base / "model.joblib"
+    model = do_train(
+        [train_dir / "events.parquet"],
+        model_path,
+        accounts=pl.read_parquet(train_dir / "accounts.parquet"),
+        progress=stage,
+    )
+    labels = pl.read_parquet(audit_dir / "labels.parquet")
+    result = do_audit(
+        [audit_dir / "events.parquet"],
+        base / "audit",
+        model,
+        labels,
+        pl.read_parquet(audit_dir / "accounts.parquet"),
+        progress=stage,
+    )
+    print_audit(result.accounts, result.summary, top)
+    console.print(f"\nreport: {result.paths['report']}\noutputs: {base}", highlight=False)
 
 
 def main() -> None:  # pragma: no cover - console entry point

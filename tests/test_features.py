@@ -1,0 +1,61 @@
+"""Account features: exact values on hand-built events, one row per account, documentation."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import polars as pl
+import pytest
+
+from detector.features import FEATURE_NAMES, FEATURES, account_features
+from tests.test_fingerprints import make_events
+
+
+def test_every_feature_is_documented() -> None:
+    for f in FEATURES:
+        assert f.direction in ("up", "down", "none"), f.name
+        assert f.formula and f.why, f.name
+    assert len(set(FEATURE_NAMES)) == len(FEATURE_NAMES)
+
+
+def test_exact_values() -> None:
+    t0 = datetime(2026, 11, 1, tzinfo=UTC)
+    prompts = ["Header X. task one", "Header X. task two", "Other thing entirely here", "hi"]
+    ev = make_events(
+        prompts,
+        ts=[t0, t0 + timedelta(hours=1), t0 + timedelta(hours=2), t0 + timedelta(days=2)],
+        account_id=["a", "a", "a", "b"],
+        logprobs=[True, False, False, False],
+        max_tokens=[8192, 8192, None, 1],
+        model=["old", "old", "old", "old"],
+        conversation_id=["c1", "c1", None, None],
+    )
+    ev2 = make_events(["x"], ts=[t0 + timedelta(hours=30)], account_id=["b"], model=["new"])
+    ev = pl.concat([ev, ev2.with_columns(pl.lit("r9").alias("request_id"))])
+    accounts = pl.DataFrame(
+        {"account_id": ["a", "b"], "created_at": [t0 - timedelta(days=10), t0]},
+        schema={"account_id": pl.String, "created_at": pl.Datetime("us", "UTC")},
+    )
+    f = account_features(ev, accounts).collect()
+    assert f["account_id"].to_list() == ["a", "b"]
+    a = f.row(0, named=True)
+    b = f.row(1, named=True)
+    assert a["requests_per_day"] == pytest.approx(3 / 2.0)  # window = 2 days
+    assert a["logprobs_share"] == pytest.approx(1 / 3)
+    assert a["high_max_tokens_share"] == pytest.approx(2 / 3)
+    assert b["tiny_max_tokens_share"] == pytest.approx(0.5)
+    assert a["single_turn_share"] == pytest.approx(1 / 3)
+    assert a["turns_per_conversation"] == pytest.approx(2.0)
+    assert a["account_age_days"] == pytest.approx(10.0)
+    assert b["account_age_days"] == pytest.approx(30 / 24.0)
+    # "new" first appears 30 h into the window: b's request on it is within 24 h of that
+    assert b["new_model_share"] == pytest.approx(0.5)
+    assert a["new_model_share"] == 0.0
+    assert a["median_gap_s"] == pytest.approx(3600.0)
+    assert a["distinct_ips"] == 1.0
+
+
+def test_account_age_null_without_account_table() -> None:
+    f = account_features(make_events(["a", "b"])).collect()
+    assert f["account_age_days"].null_count() == 1
+    assert f.columns == ["account_id", *FEATURE_NAMES]
