@@ -1,0 +1,178 @@
+"""Benchmarks, run by hand (never in the test suite). Each prints a Markdown section for
+``benchmarks/RESULTS.md``.
+
+    python benchmarks/run.py generate [--scenario default]
+    python benchmarks/run.py audit [--scenario default]
+    python benchmarks/run.py detection [--scenario default] [--scenario stealth]
+
+Timings on a noisy 2-core machine are compared as ratios measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+
+import polars as pl
+
+
+def machine() -> str:
+    import os
+
+    return (
+        f"{platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"polars {pl.__version__}, {datetime.now(UTC):%Y-%m-%d}"
+    )
+
+
+def _child(code: str) -> dict[str, float]:
+    """Run ``code`` in a fresh interpreter; it prints a JSON dict as its last line. Adds the
+    child's own peak RSS (``peak_rss_mib``)."""
+    code += (
+        "\nimport resource as _r, json as _j\n"
+        "print(_j.dumps({'peak_rss_mib': _r.getrusage(_r.RUSAGE_SELF).ru_maxrss / 1024}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    lines = out.stdout.strip().splitlines()
+    result: dict[str, float] = json.loads(lines[-2])
+    result.update(json.loads(lines[-1]))
+    return result
+
+
+def bench_generate(scenario: str, seed: int = 1) -> str:
+    with tempfile.TemporaryDirectory() as tmp:
+        r = _child(
+            "import json, time\n"
+            "from synthetic_logs.generate import generate\n"
+            "t = time.perf_counter()\n"
+            f"g = generate({scenario!r}, seed={seed})\n"
+            "t_gen = time.perf_counter() - t\n"
+            f"g.write({tmp!r})\n"
+            "t_all = time.perf_counter() - t\n"
+            "print(json.dumps({'events': g.events.height, 'accounts': g.labels.height,"
+            " 't_gen': t_gen, 't_all': t_all}))"
+        )
+    rate = r["events"] / r["t_all"]
+    return (
+        f"### generate `{scenario}` (seed {seed})\n\n"
+        f"- {int(r['events']):,} events, {int(r['accounts']):,} accounts\n"
+        f"- generate {r['t_gen']:.1f} s + write Parquet = {r['t_all']:.1f} s "
+        f"-> **{rate / 1e6:.2f} M events/s** to Parquet (target >= 1 M/s)\n"
+        f"- peak RSS {r['peak_rss_mib']:,.0f} MiB\n"
+    )
+
+
+def bench_audit(scenario: str, seed: int = 1) -> str:
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "service.cli",
+                "generate",
+                "--scenario",
+                scenario,
+                "--seed",
+                str(seed),
+                "--out",
+                tmp,
+            ],
+            check=True,
+            capture_output=True,
+        )
+        ev = f"{tmp}/events.parquet"
+        base = _child(
+            "import json, time, polars as pl\n"
+            "t = time.perf_counter()\n"
+            f"n = pl.scan_parquet({ev!r}).select(pl.col('prompt').hash().sum(), pl.len())"
+            ".collect().row(0)[1]\n"
+            "print(json.dumps({'t': time.perf_counter() - t, 'events': n}))"
+        )
+        aud = _child(
+            "import json, time\n"
+            "from detector.audit import audit\n"
+            "t = time.perf_counter()\n"
+            f"r = audit([{ev!r}], {tmp + '/audit'!r})\n"
+            "print(json.dumps({'t': time.perf_counter() - t, 'events': r.summary['n_events']}))"
+        )
+    n = aud["events"]
+    return (
+        f"### audit `{scenario}` end to end (seed {seed}, unsupervised self-fit, no model)\n\n"
+        f"- {int(n):,} events: audit {aud['t']:.1f} s -> **{n / aud['t'] / 1e6:.2f} M events/s** "
+        f"(read, validate, fingerprint, features, fit, score, write outputs and report)\n"
+        f"- polars reading the same Parquet and hashing its prompt column: {base['t']:.2f} s "
+        f"-> audit / baseline time ratio **{aud['t'] / base['t']:.1f}x**\n"
+        f"- peak RSS: audit {aud['peak_rss_mib']:,.0f} MiB\n"
+    )
+
+
+def bench_detection(scenario: str) -> str:
+    from detector.evaluate import metrics
+    from detector.features import account_features
+    from detector.models import DistillScorer
+    from synthetic_logs.generate import generate
+
+    t = time.perf_counter()
+    train, test = generate(scenario, seed=1), generate(scenario, seed=2)
+    f_train = account_features(train.events, train.accounts).collect()
+    f_test = account_features(test.events, test.accounts).collect()
+    lines = [f"### detection `{scenario}` (fit on seed 1, evaluated on seed 2)\n"]
+    for mode, labels in (("unsupervised", None), ("supervised", train.labels)):
+        model = DistillScorer().fit(f_train, labels)
+        m = metrics(model.score(f_test), test.labels)
+        y = f_test.join(test.labels, on="account_id")
+        scored = model.score(f_test).join(
+            y.select("account_id", "archetype", "is_attack"), on="account_id"
+        )
+        lines.append(
+            f"**{mode}**: ROC-AUC {m['roc_auc']:.4f}, PR-AUC {m['pr_auc']:.4f}, recall at 0.1 % "
+            f"FPR {m['recall_at_fpr']['0.001']:.3f}, at 1 % FPR {m['recall_at_fpr']['0.01']:.3f}; "
+            f"flagged (score >= {model.threshold_:.1f}): recall {m['flagged_recall']:.3f}, "
+            f"FP rate {m['flagged_fp_rate']:.4f}\n"
+        )
+        raw = scored["raw_score"].to_numpy()
+        neg = scored.filter(~pl.col("is_attack"))["raw_score"].to_numpy()
+        import numpy as np
+
+        thr = {f: float(np.quantile(neg, 1 - f, method="higher")) for f in (0.001, 0.01)}
+        tab = (
+            scored.with_columns(
+                (pl.Series(raw) > thr[0.001]).alias("at_0.1%"),
+                (pl.Series(raw) > thr[0.01]).alias("at_1%"),
+            )
+            .group_by("archetype", "is_attack")
+            .agg(pl.len().alias("n"), pl.col("at_0.1%").mean(), pl.col("at_1%").mean())
+            .sort("is_attack", "archetype", descending=[True, False])
+        )
+        lines.append("| archetype | kind | accounts | flagged at 0.1 % FPR | at 1 % FPR |")
+        lines.append("|---|---|---:|---:|---:|")
+        for r in tab.iter_rows(named=True):
+            kind = "attack (recall)" if r["is_attack"] else "normal (FP rate)"
+            lines.append(
+                f"| {r['archetype']} | {kind} | {r['n']} | {r['at_0.1%']:.3f} | {r['at_1%']:.3f} |"
+            )
+        lines.append("")
+    lines.append(f"({time.perf_counter() - t:.0f} s in all)\n")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("what", choices=["generate", "audit", "detection"])
+    ap.add_argument("--scenario", action="append")
+    args = ap.parse_args()
+    scenarios = args.scenario or ["default"]
+    print(f"_Machine: {machine()}_\n")
+    for sc in scenarios:
+        fn = {"generate": bench_generate, "audit": bench_audit, "detection": bench_detection}
+        print(fn[args.what](sc), flush=True)
+
+
+if __name__ == "__main__":
+    main()

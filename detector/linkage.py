@@ -1,0 +1,401 @@
+"""Linkage: evidence that two accounts are run by one operator, as weighted edges.
+
+:func:`link_accounts` reads compact events (see :mod:`detector.fingerprints`) and, optionally,
+the account table, and returns edges ``src, dst, weight, evidence`` between accounts that share
+rare things. It never compares all pairs of accounts:
+
+1. **Evidence values per account** (:func:`account_evidence`): the distinct prompt templates
+   (``tmpl``, ``tmpl_tail``), near-duplicate band keys (``nd1``/``nd2``), system prompts, exact
+   IPs, /24-/64 prefixes and user agents an account used at least ``min_uses`` times (one stray
+   request does not link), plus its payment fingerprint and email domain from the account
+   table. At most ``max_values`` values per account and kind (its most used).
+2. **Rarity.** A value held by ``k`` of the ``N`` accounts weighs
+   ``kind.weight * log(N / k) / log(N / 2)`` (1 for a value two accounts share, falling towards
+   0 as it becomes common); values held by more than ``max_group`` accounts (a popular app's
+   template, a mobile carrier's range, gmail.com) are dropped.
+3. **Candidate pairs by inverted index.** Accounts holding one value form a group. A group of
+   at most ``clique_max`` accounts gives all its pairs; a larger one is ordered by a fixed hash
+   of the account id and each member is paired with its next ``fanout`` members (a sorted-
+   neighbourhood window). Members that share many large groups (a campaign's templates and
+   ranges) sit close in every window, so cost grows with ``N * fanout``, not ``N**2``.
+4. **Pair weight.** Every candidate pair is then scored on *all* the values it shares
+   (a join, bounded by the candidates): per kind the sum of value weights, capped at
+   ``kind.cap``; content kinds together are capped at ``soft_cap`` (below the usual link
+   threshold, so similar prompts alone never prove one operator: many independent developers
+   use one open-source app, many researchers the same benchmark).
+5. **Synchronised activity** among candidate pairs: the number of ``bucket_s`` time slots in
+   which both accounts were active, against the ``m_a * m_b / T`` expected by chance; at least
+   ``min_sync`` shared slots and a ratio above ``sync_ratio`` add up to ``timing.weight``.
+
+Edges with ``weight >= min_edge`` are returned, ``src < dst``. Evidence strings name what the
+pair shares, e.g. ``"payment method pm_81"``, ``"IP range 202.44.10.0/24"``,
+``"4 prompt templates"``, ``"active together in 14 2-minute slots (38x chance)"``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import polars as pl
+
+
+@dataclass(frozen=True)
+class EvidenceKind:
+    """One kind of shared evidence and how much a shared value of it weighs."""
+
+    name: str
+    family: str  # "content" | "client" | "network" | "account" | "timing"
+    weight: float  # weight of one shared value of rarity 1
+    cap: float  # most this kind adds to one edge
+    label: str  # plural noun for reasons
+    singular: str  # singular noun for reasons
+    readable: bool  # values can be shown (IPs, payment ids) vs opaque hashes
+
+
+EVIDENCE_KINDS: tuple[EvidenceKind, ...] = (
+    EvidenceKind("tmpl", "content", 0.3, 0.9, "prompt templates", "prompt template", False),
+    EvidenceKind("tmpl_tail", "content", 0.2, 0.6, "prompt endings", "prompt ending", False),
+    EvidenceKind(
+        "near_dup", "content", 0.1, 0.5, "near-duplicate prompts", "near-duplicate prompt", False
+    ),
+    EvidenceKind("system_prompt", "content", 0.5, 0.5, "system prompts", "system prompt", False),
+    EvidenceKind("ip", "network", 0.8, 1.2, "IP addresses", "IP address", True),
+    EvidenceKind("ip_prefix", "network", 0.5, 1.0, "IP ranges", "IP range", True),
+    EvidenceKind("user_agent", "client", 0.3, 0.3, "user agents", "user agent", True),
+    EvidenceKind("payment", "account", 1.2, 1.2, "payment methods", "payment method", True),
+    EvidenceKind("email_domain", "account", 1.0, 1.0, "email domains", "email domain", True),
+    EvidenceKind("timing", "timing", 0.5, 0.5, "synchronised time slots", "time slot", False),
+)
+SOFT_FAMILIES = frozenset({"content", "client"})  # similar prompts / SDKs: support, not proof
+KIND_BY_NAME: dict[str, EvidenceKind] = {k.name: k for k in EVIDENCE_KINDS}
+
+# compact-event column -> evidence kind
+EVENT_COLUMNS: dict[str, str] = {
+    "tmpl": "tmpl",
+    "tmpl_tail": "tmpl_tail",
+    "nd1": "near_dup",
+    "nd2": "near_dup",
+    "sys_h": "system_prompt",
+    "ip": "ip",
+    "ip_prefix": "ip_prefix",
+    "user_agent": "user_agent",
+}
+# account-table column -> evidence kind
+ACCOUNT_COLUMNS: dict[str, str] = {"payment_fingerprint": "payment", "email_domain": "email_domain"}
+
+EVIDENCE_SCHEMA: dict[str, pl.DataType] = {
+    "account_id": pl.String(),
+    "kind": pl.String(),
+    "value": pl.String(),
+    "uses": pl.UInt32(),
+}
+EDGE_SCHEMA: dict[str, pl.DataType] = {
+    "src": pl.String(),
+    "dst": pl.String(),
+    "weight": pl.Float64(),
+    "evidence": pl.List(pl.String()),
+}
+
+
+def account_evidence(
+    compact: pl.LazyFrame | pl.DataFrame,
+    accounts: pl.DataFrame | None = None,
+    *,
+    min_uses: int = 2,
+    max_values: int = 64,
+) -> pl.DataFrame:
+    """``account_id, kind, value, uses``: each account's distinct evidence values.
+
+    Event values count only when used in at least ``min_uses`` requests; an account keeps at
+    most ``max_values`` values per kind (its most used). Account-table values (payment
+    fingerprint, email domain) count once, for accounts present in ``compact``."""
+    lf = compact.lazy()
+    names = lf.collect_schema().names()
+    parts: list[pl.LazyFrame] = []
+    for col, kind in EVENT_COLUMNS.items():  # one query per kind, reduced before anything else
+        if col not in names:
+            continue
+        parts.append(
+            lf.filter(pl.col(col).is_not_null())
+            .group_by("account_id", col)
+            .agg(pl.len().cast(pl.UInt32).alias("uses"))
+            .filter(pl.col("uses") >= min_uses)
+            .select(
+                "account_id",
+                pl.lit(kind).alias("kind"),
+                pl.col(col).cast(pl.String).alias("value"),
+                "uses",
+            )
+        )
+    ev = pl.concat(parts) if parts else pl.LazyFrame(schema=EVIDENCE_SCHEMA)
+    ev = ev.filter(pl.col("value") != "").filter(
+        pl.col("uses").rank("ordinal", descending=True).over("account_id", "kind") <= max_values
+    )
+    if accounts is not None:
+        active = lf.select("account_id").unique()
+        acct = accounts.lazy().join(active, on="account_id", how="semi")
+        for col, kind in ACCOUNT_COLUMNS.items():
+            if col in accounts.columns:
+                ev = pl.concat(
+                    [
+                        ev,
+                        acct.filter(pl.col(col).is_not_null() & (pl.col(col) != "")).select(
+                            "account_id",
+                            pl.lit(kind).alias("kind"),
+                            pl.col(col).cast(pl.String).alias("value"),
+                            pl.lit(1, dtype=pl.UInt32).alias("uses"),
+                        ),
+                    ]
+                )
+    return ev.select([pl.col(c).cast(t) for c, t in EVIDENCE_SCHEMA.items()]).collect()
+
+
+def rarity(k: pl.Expr, n_accounts: int) -> pl.Expr:
+    """IDF-like weight of a value held by ``k`` of ``n_accounts``: 1 at k = 2, 0 at k = N."""
+    if n_accounts <= 2:
+        return pl.lit(1.0)
+    return (
+        (pl.lit(float(n_accounts)) / k.cast(pl.Float64)).log() / math.log(n_accounts / 2.0)
+    ).clip(0.0, 1.0)
+
+
+def _candidate_pairs(
+    held: pl.DataFrame, clique_max: int, fanout: int
+) -> pl.DataFrame:
+    """``a, b`` (account indices, a < b): all pairs of small value groups, sorted-neighbourhood
+    windows of ``fanout`` in larger ones."""
+    g = held.select("vid", "aidx", "rank", "k").sort("vid", "rank").with_columns(
+        pl.int_range(pl.len(), dtype=pl.Int64).over("vid").alias("pos")
+    )
+    width = pl.when(pl.col("k") <= clique_max).then(pl.col("k") - 1).otherwise(fanout)
+    reach = pl.min_horizontal(width, pl.col("k").cast(pl.Int64) - 1 - pl.col("pos"))
+    src = (
+        g.filter(reach > 0)
+        .select(
+            "vid",
+            pl.col("aidx").alias("a"),
+            (pl.col("pos") + pl.int_ranges(1, reach + 1)).alias("pos"),
+        )
+        .explode("pos")
+    )
+    pairs = src.join(g.select("vid", "pos", pl.col("aidx").alias("b")), on=["vid", "pos"])
+    return (
+        pairs.select(
+            pl.min_horizontal("a", "b").alias("a"), pl.max_horizontal("a", "b").alias("b")
+        )
+        .filter(pl.col("a") != pl.col("b"))
+        .unique()
+    )
+
+
+def _sync_evidence(
+    compact: pl.LazyFrame,
+    pairs: pl.DataFrame,
+    ids: pl.DataFrame,
+    bucket_s: int,
+    min_sync: int,
+    sync_ratio: float,
+) -> pl.DataFrame:
+    """``a, b, kind="timing", w, n, values``: shared active time slots among ``pairs``."""
+    slot = (pl.col("ts").dt.epoch("s") // bucket_s).alias("slot")
+    slots = (
+        compact.select("account_id", slot)
+        .unique()
+        .join(ids.lazy().select("account_id", "aidx"), on="account_id")
+        .select("aidx", "slot")
+        .collect()
+    )
+    if slots.height == 0 or pairs.height == 0:
+        return pl.DataFrame()
+    n_slots = max(int(slots["slot"].max() - slots["slot"].min()) + 1, 1)  # type: ignore[operator]
+    per = slots.group_by("aidx").agg(pl.len().alias("m"))
+    shared = (
+        pairs.lazy()
+        .join(slots.lazy().rename({"aidx": "a"}), on="a")
+        .join(slots.lazy().rename({"aidx": "b"}), on=["b", "slot"])
+        .group_by("a", "b")
+        .agg(pl.len().alias("n"))
+        .join(per.lazy().rename({"aidx": "a", "m": "ma"}), on="a")
+        .join(per.lazy().rename({"aidx": "b", "m": "mb"}), on="b")
+        .with_columns(
+            (pl.col("n") / (pl.col("ma") * pl.col("mb") / n_slots)).alias("ratio"),
+        )
+        .filter((pl.col("n") >= min_sync) & (pl.col("ratio") >= sync_ratio))
+        .collect()
+    )
+    kind = KIND_BY_NAME["timing"]
+    # full weight at 10x the minimum ratio
+    strength = ((pl.col("ratio") / sync_ratio).log() / math.log(10.0)).clip(0.0, 1.0)
+    minutes = bucket_s / 60
+    span = f"{minutes:g}-minute" if minutes >= 1 else f"{bucket_s}-second"
+    return shared.select(
+        "a",
+        "b",
+        pl.lit("timing").alias("kind"),
+        (kind.weight * (0.3 + 0.7 * strength)).alias("w"),
+        pl.col("n").cast(pl.UInt32),
+        pl.concat_list(
+            pl.format(
+                "active together in {} {} slots ({}x chance)",
+                pl.col("n"),
+                pl.lit(span),
+                pl.col("ratio").round(0).cast(pl.Int64),
+            )
+        ).alias("values"),
+    )
+
+
+def link_accounts(
+    compact: pl.LazyFrame | pl.DataFrame,
+    accounts: pl.DataFrame | None = None,
+    *,
+    evidence: pl.DataFrame | None = None,
+    max_group: int = 2000,
+    clique_max: int = 32,
+    fanout: int = 8,
+    min_uses: int = 2,
+    max_values: int = 64,
+    soft_cap: float = 0.5,
+    bucket_s: int = 120,
+    min_sync: int = 4,
+    sync_ratio: float = 10.0,
+    min_edge: float = 0.5,
+    kinds: tuple[EvidenceKind, ...] = EVIDENCE_KINDS,
+) -> pl.DataFrame:
+    """Edges ``src, dst, weight, evidence`` between accounts likely run by one operator.
+
+    ``evidence`` (from :func:`account_evidence`) may be passed to reuse it. See the module
+    docstring for how evidence is found and weighed."""
+    lf = compact.lazy()
+    if evidence is None:
+        evidence = account_evidence(lf, accounts, min_uses=min_uses, max_values=max_values)
+    use = {k.name: k for k in kinds}
+    ids = (
+        lf.select("account_id")
+        .unique()
+        .collect()
+        .sort("account_id")
+        .with_columns(
+            pl.int_range(pl.len(), dtype=pl.UInt32).alias("aidx"),
+            pl.col("account_id").hash(17).alias("rank"),
+        )
+    )
+    n_acc = ids.height
+    kind_w = pl.DataFrame(
+        {
+            "kind": list(use),
+            "kw": [k.weight for k in use.values()],
+            "cap": [k.cap for k in use.values()],
+            "soft": [k.family in SOFT_FAMILIES for k in use.values()],
+        }
+    )
+    held = evidence.join(ids, on="account_id").join(kind_w, on="kind")
+    values = (
+        held.group_by("kind", "value")
+        .agg(pl.len().alias("k"))
+        .filter((pl.col("k") >= 2) & (pl.col("k") <= max_group))
+        .with_columns(pl.int_range(pl.len(), dtype=pl.UInt32).alias("vid"))
+    )
+    held = held.join(values, on=["kind", "value"]).with_columns(
+        (pl.col("kw") * rarity(pl.col("k"), n_acc)).alias("w")
+    )
+    pairs = _candidate_pairs(held, clique_max, fanout)
+
+    # every value each candidate pair shares
+    a_side = held.select(pl.col("aidx").alias("a"), "vid", "kind", "value", "w")
+    b_side = held.select(pl.col("aidx").alias("b"), "vid")
+    readable = [k.name for k in use.values() if k.readable]
+    per_kind = (
+        pairs.lazy()
+        .join(a_side.lazy(), on="a")
+        .join(b_side.lazy(), on=["b", "vid"])
+        .group_by("a", "b", "kind")
+        .agg(
+            pl.col("w").sum(),
+            pl.len().cast(pl.UInt32).alias("n"),
+            pl.col("value").sort_by("w", descending=True).head(2).alias("values"),
+        )
+        .with_columns(
+            pl.when(pl.col("kind").is_in(readable))
+            .then(pl.col("values"))
+            .otherwise(pl.lit([], dtype=pl.List(pl.String)))
+        )
+        .collect()
+    )
+    if "timing" in use and per_kind.height:
+        pre = per_kind.join(kind_w, on="kind").group_by("a", "b").agg(
+            pl.min_horizontal("w", "cap").sum().alias("pre")
+        )
+        sync_pairs = pre.filter(pl.col("pre") >= 0.5 * min_edge).select("a", "b")
+        sync = _sync_evidence(lf, sync_pairs, ids, bucket_s, min_sync, sync_ratio)
+        if sync.height:
+            per_kind = pl.concat([per_kind, sync.select(per_kind.columns)])
+    return _edges(per_kind, kind_w, ids, use, soft_cap, min_edge)
+
+
+def _edges(
+    per_kind: pl.DataFrame,
+    kind_w: pl.DataFrame,
+    ids: pl.DataFrame,
+    use: dict[str, EvidenceKind],
+    soft_cap: float,
+    min_edge: float,
+) -> pl.DataFrame:
+    if per_kind.height == 0:
+        return pl.DataFrame(schema=EDGE_SCHEMA)
+    names = pl.DataFrame(
+        {
+            "kind": list(use),
+            "label": [k.label for k in use.values()],
+            "singular": [k.singular for k in use.values()],
+        }
+    )
+    capped = per_kind.join(kind_w, on="kind").join(names, on="kind").with_columns(
+        pl.min_horizontal("w", "cap").alias("wc"),
+        pl.when(pl.col("kind") == "timing")
+        .then(pl.col("values").list.first())
+        .when((pl.col("n") == 1) & (pl.col("values").list.len() > 0))
+        .then(pl.format("{} {}", pl.col("singular"), pl.col("values").list.first()))
+        .when(pl.col("n") == 1)
+        .then(pl.format("1 {}", pl.col("singular")))
+        .when(pl.col("values").list.len() > 0)
+        .then(
+            pl.format(
+                "{} {} ({}, ...)",
+                pl.col("n"),
+                pl.col("label"),
+                pl.col("values").list.join(", "),
+            )
+        )
+        .otherwise(pl.format("{} {}", pl.col("n"), pl.col("label")))
+        .alias("text"),
+    )
+    edges = (
+        capped.sort("wc", descending=True)
+        .group_by("a", "b")
+        .agg(
+            pl.col("wc").filter(pl.col("soft")).sum().alias("soft_w"),
+            pl.col("wc").filter(~pl.col("soft")).sum().alias("other_w"),
+            pl.col("text").alias("evidence"),
+        )
+        .with_columns(
+            (pl.min_horizontal("soft_w", pl.lit(soft_cap)) + pl.col("other_w")).alias(
+                "weight"
+            )
+        )
+        .filter(pl.col("weight") >= min_edge)
+    )
+    name = ids.select("aidx", "account_id")
+    return (
+        edges.join(name.rename({"aidx": "a", "account_id": "src"}), on="a")
+        .join(name.rename({"aidx": "b", "account_id": "dst"}), on="b")
+        .select(
+            # ids are indexed in sorted order, so a < b means src < dst
+            "src",
+            "dst",
+            pl.col("weight").cast(pl.Float64),
+            "evidence",
+        )
+        .sort("src", "dst")
+    )
