@@ -628,18 +628,24 @@ def load_corpus(corpus_dir: Path) -> text.Corpus:
     import gzip
     import json
 
-    def jsonl(path: Path, key: str | Callable[[dict[str, Any]], str]) -> list[str]:
+    def jsonl(path: Path, key: str | Callable[[Any], str]) -> list[str]:
         if not path.exists():
             return []
         opener = gzip.open if path.suffix == ".gz" else open
         out = []
         with opener(path, "rt", encoding="utf-8") as fh:
             for line in fh:
-                if line.strip():
-                    obj = json.loads(line)
-                    val = key(obj) if callable(key) else obj.get(key)
-                    if isinstance(val, str) and val.strip():
-                        out.append(val.strip())
+                if not line.strip():
+                    continue
+                obj = json.loads(line)
+                if callable(key):
+                    val = key(obj)
+                elif isinstance(obj, str):  # a file of bare JSON strings
+                    val = obj
+                else:
+                    val = obj.get(key)
+                if isinstance(val, str) and val.strip():
+                    out.append(val.strip())
         return out
 
     if not corpus_dir.is_dir():
@@ -648,12 +654,14 @@ def load_corpus(corpus_dir: Path) -> text.Corpus:
     ip_ = corpus_dir / "instruction_prompts"
     bm = corpus_dir / "benchmarks"
 
-    def arena(o: dict[str, Any]) -> str:
-        turns = o.get("turns") or []
-        return str(turns[0].get("content", "")) if turns else str(o.get("prompt", ""))
+    def first_turn(o: Any) -> str:
+        msgs = (o.get("prompter_messages") or []) if isinstance(o, dict) else []
+        return str(msgs[0].get("text", "")) if msgs else ""
 
-    chat = jsonl(np_ / "arena_hard_v0.1.jsonl", arena) + jsonl(
-        np_ / "prompt_lottery_en_250_text.jsonl", "text"
+    chat = (
+        jsonl(np_ / "arena_hard_v0.1.jsonl", "prompt")
+        + jsonl(np_ / "prompt_lottery_en_250_text.jsonl", "text")
+        + jsonl(np_ / "en_100_tree_prompter_turns.jsonl", first_turn)
     )
     instr = jsonl(ip_ / "self_instruct_seed_tasks.jsonl", "instruction") + jsonl(
         ip_ / "self_instruct_user_oriented.jsonl", "instruction"

@@ -141,3 +141,22 @@ def test_cli_generate_unknown_scenario(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["generate", "--scenario", "nope", "--out", str(tmp_path)])
     assert res.exit_code == 2
     assert "not a built-in" in res.output
+
+
+def test_real_corpus_prompts_are_used() -> None:
+    from tests.conftest import corpora_dir
+
+    corpus = corpora_dir()
+    if corpus is None:
+        pytest.skip("../shared/corpora not found (set DISTILLGUARD_CORPORA): real prompts untested")
+    data = generate("demo", seed=7, scale=0.05, corpus=corpus)
+    prompts = data.events.join(data.labels, on="account_id")
+    # real Chatbot Arena / OpenAssistant text among casual users' first turns
+    casual = prompts.filter(pl.col("archetype") == "casual_chat")["prompt"].to_list()
+    from synthetic_logs.generate import load_corpus
+
+    real_chat = set(load_corpus(corpus).chat.to_list())
+    assert sum(p in real_chat for p in casual) > 0.1 * len(casual)  # ~70 % of first turns
+    attack = prompts.filter(pl.col("is_attack"))["prompt"].to_list()
+    real_math = load_corpus(corpus).math.to_list()[:2000]
+    assert any(q[:60] in p for p in attack for q in real_math[:200])
