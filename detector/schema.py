@@ -13,7 +13,7 @@ import glob
 import gzip
 import json
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -197,21 +197,28 @@ def _parse_ts(expr: pl.Expr) -> pl.Expr:
 # --------------------------------------------------------------------------- file readers
 
 
-def expand_paths(paths: str | Path | Iterable[str | Path]) -> list[Path]:
-    """Files named by ``paths``: files, directories (their event files) or glob patterns."""
+def expand_paths(
+    paths: str | Path | Iterable[str | Path],
+    accept: Callable[[Path], bool] | None = None,
+    kinds: str = ".parquet or .ndjson",
+    prefer: str | None = "events",
+) -> list[Path]:
+    """Files named by ``paths``: files, directories or glob patterns.
+
+    In a directory, the files ``accept`` takes (default: event files), those whose name starts
+    with ``prefer`` only, if there are any (so ``DIR`` means ``DIR/events.*`` beside
+    ``accounts.parquet`` and ``labels.parquet``)."""
+    ok = accept or (lambda f: _format_of(f) is not None)
     items = [paths] if isinstance(paths, str | Path) else list(paths)
     out: list[Path] = []
     for item in items:
         p = Path(item)
         if p.is_dir():
-            found = sorted(
-                f
-                for f in p.iterdir()
-                if f.is_file() and _format_of(f) is not None and f.name.startswith("events")
-            ) or sorted(f for f in p.iterdir() if f.is_file() and _format_of(f) is not None)
+            found = sorted(f for f in p.iterdir() if f.is_file() and ok(f))
+            preferred = [f for f in found if prefer and f.name.startswith(prefer)]
             if not found:
-                raise FileNotFoundError(f"{p}: directory holds no .parquet or .ndjson files")
-            out.extend(found)
+                raise FileNotFoundError(f"{p}: directory holds no {kinds} files")
+            out.extend(preferred or found)
         elif p.exists():
             out.append(p)
         else:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import polars as pl
 import typer
@@ -13,6 +13,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from detector.schema import EventSchemaError
+
+if TYPE_CHECKING:
+    from detector.audit import AuditResult
 
 app = typer.Typer(
     name="distillguard",
@@ -165,6 +168,34 @@ def train(
     )
 
 
+def _run_audit(
+    logs: list[Path],
+    out: Path,
+    model: Path | None,
+    labels: Path | None,
+    accounts: Path | None,
+    time_to_detect: bool,
+) -> AuditResult:
+    """Load what the options name and audit; input errors become a clear exit 2."""
+    from detector.audit import audit as do_audit
+    from detector.models import DistillScorer, ModelLoadError
+
+    try:
+        scorer = DistillScorer.load(model) if model else None
+        lab, acc = _optional_tables(logs, labels, accounts)
+        return do_audit(
+            logs,
+            out,
+            scorer,
+            lab,
+            acc,
+            with_time_to_detect=time_to_detect,
+            progress=_stage_printer(),
+        )
+    except (EventSchemaError, FileNotFoundError, ValueError, ModelLoadError) as exc:
+        raise _fail(str(exc)) from None
+
+
 @app.command()
 def audit(
     logs: LogsArg,
@@ -180,23 +211,7 @@ def audit(
     top: Annotated[int, typer.Option(help="Flagged accounts to print.")] = 15,
 ) -> None:
     """Score every account in the logs; write accounts.parquet/.csv, summary.json, report.html."""
-    from detector.audit import audit as do_audit
-    from detector.models import DistillScorer, ModelLoadError
-
-    try:
-        scorer = DistillScorer.load(model) if model else None
-        lab, acc = _optional_tables(logs, labels, accounts)
-        result = do_audit(
-            logs,
-            out,
-            scorer,
-            lab,
-            acc,
-            with_time_to_detect=time_to_detect,
-            progress=_stage_printer(),
-        )
-    except (EventSchemaError, FileNotFoundError, ValueError, ModelLoadError) as exc:
-        raise _fail(str(exc)) from None
+    result = _run_audit(logs, out, model, labels, accounts, time_to_detect)
     print_audit(result.accounts, result.summary, top)
     console.print(f"report: {result.paths['report']}")
 
@@ -214,24 +229,8 @@ def evaluate(
     import json
     import tempfile
 
-    from detector.audit import audit as do_audit
-    from detector.models import DistillScorer, ModelLoadError
-
-    try:
-        scorer = DistillScorer.load(model)
-        lab, acc = _optional_tables(logs, labels, accounts)
-        with tempfile.TemporaryDirectory() as tmp:
-            result = do_audit(
-                logs,
-                tmp,
-                scorer,
-                lab,
-                acc,
-                with_time_to_detect=time_to_detect,
-                progress=_stage_printer(),
-            )
-    except (EventSchemaError, FileNotFoundError, ValueError, ModelLoadError) as exc:
-        raise _fail(str(exc)) from None
+    with tempfile.TemporaryDirectory() as tmp:
+        result = _run_audit(logs, Path(tmp), model, labels, accounts, time_to_detect)
     m = result.summary["metrics"]
     print_metrics(m)
     if out:

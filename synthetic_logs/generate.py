@@ -11,46 +11,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import polars as pl
 
 from detector.schema import ACCOUNT_SCHEMA, EVENT_SCHEMA, LABEL_SCHEMA, TS_DTYPE
 from synthetic_logs import calibration, text, vocab
+from synthetic_logs.accounts import account_table, ip_pool, user_agents
 from synthetic_logs.archetypes import HOUR_PROFILES
+from synthetic_logs.corpus import load_corpus
 from synthetic_logs.scenario import Group, Scenario, load_scenario
 
 DAY_S = 86_400.0
-
-# Cloud provider prefixes shared by many legitimate backends (and by attackers).
-CLOUD_PREFIXES = tuple(
-    f"{a}.{b}"
-    for a, b in [
-        (3, 8),
-        (3, 90),
-        (13, 52),
-        (18, 204),
-        (34, 102),
-        (34, 141),
-        (35, 186),
-        (35, 230),
-        (20, 42),
-        (20, 118),
-        (40, 76),
-        (52, 14),
-        (54, 210),
-        (104, 196),
-        (138, 68),
-        (159, 65),
-        (167, 99),
-        (141, 95),
-        (51, 158),
-        (65, 108),
-    ]
-)
 
 
 @dataclass
@@ -133,30 +106,6 @@ def _choice(rng: np.random.Generator, weights: dict[str, float], n: int) -> np.n
     keys = list(weights)
     p = np.array([weights[k] for k in keys], dtype=float)
     return np.array(keys, dtype=object)[rng.choice(len(keys), size=n, p=p / p.sum())]
-
-
-def _ip_pool(rng: np.random.Generator, kind: str, n: int, ranges: list[str] | None) -> np.ndarray:
-    """``n`` IP strings of a kind: residential (v4 or v6), cloud, proxy (from ``ranges``)."""
-    host = rng.integers(1, 255, n)
-    if kind == "cloud":
-        pre = np.array(CLOUD_PREFIXES, dtype=object)[rng.integers(0, len(CLOUD_PREFIXES), n)]
-        third = rng.integers(0, 256, n)
-        return np.array([f"{p}.{t}.{h}" for p, t, h in zip(pre, third, host, strict=True)])
-    if kind == "proxy" and ranges:
-        pre = np.array(ranges, dtype=object)[rng.integers(0, len(ranges), n)]
-        return np.array([f"{p}.{h}" for p, h in zip(pre, host, strict=True)])
-    # residential / many: random public-looking space; some IPv6 /64s
-    a = rng.choice([24, 31, 37, 46, 62, 73, 76, 81, 86, 89, 92, 98, 109, 112, 176, 185, 188], n)
-    b, c = rng.integers(0, 256, n), rng.integers(0, 256, n)
-    v6 = rng.random(n) < 0.15
-    out = np.array(
-        [f"{x}.{y}.{z}.{h}" for x, y, z, h in zip(a, b, c, host, strict=True)], dtype=object
-    )
-    if v6.any():
-        k = int(v6.sum())
-        g = rng.integers(0, 65536, (k, 4))
-        out[v6] = [f"2a02:{r[0]:x}:{r[1]:x}:{r[2]:x}::{r[3]:x}" for r in g]
-    return out
 
 
 def _generate_group(
@@ -311,7 +260,7 @@ def _generate_group(
         ip_of_acc_pool = [nat] * n_acc
     else:
         kind = "proxy" if arch.ip_kind == "proxy" and ranges else arch.ip_kind
-        all_ips = _ip_pool(rng, kind, int(n_ips_acc.sum()), ranges)
+        all_ips = ip_pool(rng, kind, int(n_ips_acc.sum()), ranges)
         bounds = np.concatenate([[0], np.cumsum(n_ips_acc)])
         ip_of_acc_pool = [all_ips[bounds[i] : bounds[i + 1]] for i in range(n_acc)]
     pool_sizes = np.array([len(p) for p in ip_of_acc_pool])
@@ -321,11 +270,11 @@ def _generate_group(
     if mixed.any():  # the distilling end customer sits behind the reseller's first IP
         ip_idx[mixed] = pool_start[ev_acct[mixed]]
     ip = pl.Series(flat_ips.astype(str), dtype=pl.String).gather(ip_idx)
-    acct_ua = _user_agents(rng, arch.ua_kind, n_acc)
+    acct_ua = user_agents(rng, arch.ua_kind, n_acc)
     if group.campaign:
-        campaign_uas = _user_agents(rng, "sdk", 2)
+        campaign_uas = user_agents(rng, "sdk", 2)
         acct_ua = campaign_uas[rng.integers(0, 2, n_acc)]
-    ua_secondary = _user_agents(rng, arch.ua_kind, n_acc)
+    ua_secondary = user_agents(rng, arch.ua_kind, n_acc)
     ua_pool = pl.Series(np.concatenate([acct_ua, ua_secondary]).astype(str), dtype=pl.String)
     ua = ua_pool.gather(np.where(rng.random(n_ev) < 0.85, ev_acct, ev_acct + n_acc))
 
@@ -386,7 +335,7 @@ def _generate_group(
         }
     )
     del cot
-    accounts = _account_table(sc, group, rng, acct_ids)
+    accounts = account_table(sc, group, rng, acct_ids)
     labels = pl.DataFrame(
         {
             "account_id": acct_ids,
@@ -408,17 +357,6 @@ def _gather_choice(rng: np.random.Generator, weights: dict[str, float], n: int) 
 def _model_weights(k: int) -> np.ndarray:
     w = 1.0 / np.arange(1, k + 1)
     return w / w.sum()
-
-
-def _user_agents(rng: np.random.Generator, kind: str, n: int) -> np.ndarray:
-    uas = np.array(vocab.USER_AGENTS, dtype=object)
-    w = np.array(vocab.USER_AGENT_WEIGHTS, dtype=float)
-    is_browser = np.array([u.startswith("Mozilla") for u in vocab.USER_AGENTS])
-    if kind == "sdk":
-        w = np.where(is_browser, 0.0, w)
-    elif kind == "browser":
-        w = np.where(is_browser, w * 6, w)
-    return uas[rng.choice(len(uas), n, p=w / w.sum())]
 
 
 def _campaign_labels(group: Group, gi: int, rng: np.random.Generator, n: int) -> list[str | None]:
@@ -564,111 +502,4 @@ def _texts(
     return prompt, system, cot
 
 
-def _account_table(
-    sc: Scenario, group: Group, rng: np.random.Generator, acct_ids: pl.Series
-) -> pl.DataFrame:
-    arch = group.archetype
-    n = len(acct_ids)
-    age_days = arch.account_age_days * np.exp(rng.normal(0, 0.7, n))
-    if group.campaign:  # accounts created in a burst, shortly before use
-        base = arch.account_age_days * float(np.exp(rng.normal(0, 0.3)))
-        age_days = base + rng.uniform(0, 3, n)
-    created = pl.Series([sc.start - timedelta(days=float(d)) for d in age_days], dtype=TS_DTYPE)
-    pay = rng.integers(0, 2**40, n)
-    if group.campaign or group.shared_payment:
-        pool = rng.integers(0, 2**40, max(1, group.payment_pool if group.campaign else 1))
-        pay = pool[rng.integers(0, len(pool), n)]
-    payment = text.concat("pm_", pl.Series(pay).cast(pl.String))
-    domains = np.array(vocab.EMAIL_DOMAINS, dtype=object)[
-        rng.integers(0, len(vocab.EMAIL_DOMAINS), n)
-    ]
-    company = rng.random(n) < (0.9 if arch.rate_per_day > 100 and not arch.is_attack else 0.3)
-    own = np.array(
-        [
-            f"{vocab.ORGS[i % len(vocab.ORGS)].lower().replace(' ', '')}{j}.com"
-            for i, j in zip(rng.integers(0, 99, n), rng.integers(0, 9999, n), strict=True)
-        ],
-        dtype=object,
-    )
-    domains = np.where(company, own, domains)
-    if group.campaign:
-        pool_d = np.array(
-            [
-                f"mail{rng.integers(100, 999)}.{rng.choice(['xyz', 'top', 'cc'])}"
-                for _ in range(max(1, group.email_domains))
-            ],
-            dtype=object,
-        )
-        domains = np.where(rng.random(n) < 0.8, pool_d[rng.integers(0, len(pool_d), n)], domains)
-    if group.shared_payment:
-        domains[:] = domains[0]
-    country = np.array(vocab.COUNTRIES, dtype=object)[rng.integers(0, len(vocab.COUNTRIES), n)]
-    tiers = ("free", "tier1", "tier2", "tier3", "tier4", "tier5", "enterprise")
-    tw = np.array([0.3, 0.25, 0.15, 0.1, 0.08, 0.07, 0.05])
-    if arch.rate_per_day > 500:
-        tw = np.array([0.0, 0.05, 0.1, 0.2, 0.25, 0.25, 0.15])
-    tier = np.array(tiers, dtype=object)[rng.choice(len(tiers), n, p=tw / tw.sum())]
-    return pl.DataFrame(
-        {
-            "account_id": acct_ids,
-            "created_at": created,
-            "payment_fingerprint": payment,
-            "email_domain": pl.Series(domains.astype(str)),
-            "country": pl.Series(country.astype(str)),
-            "tier": pl.Series(tier.astype(str)),
-        }
-    )
-
-
 # --------------------------------------------------------------------------- real corpora
-
-
-def load_corpus(corpus_dir: Path) -> text.Corpus:
-    """Real prompt text from ``../shared/corpora`` (or a folder laid out like it)."""
-    import gzip
-    import json
-
-    def jsonl(path: Path, key: str | Callable[[Any], str]) -> list[str]:
-        if not path.exists():
-            return []
-        opener = gzip.open if path.suffix == ".gz" else open
-        out = []
-        with opener(path, "rt", encoding="utf-8") as fh:
-            for line in fh:
-                if not line.strip():
-                    continue
-                obj = json.loads(line)
-                if callable(key):
-                    val = key(obj)
-                elif isinstance(obj, str):  # a file of bare JSON strings
-                    val = obj
-                else:
-                    val = obj.get(key)
-                if isinstance(val, str) and val.strip():
-                    out.append(val.strip())
-        return out
-
-    if not corpus_dir.is_dir():
-        raise FileNotFoundError(f"{corpus_dir}: corpus folder not found")
-    np_ = corpus_dir / "normal_prompts"
-    ip_ = corpus_dir / "instruction_prompts"
-    bm = corpus_dir / "benchmarks"
-
-    def first_turn(o: Any) -> str:
-        msgs = (o.get("prompter_messages") or []) if isinstance(o, dict) else []
-        return str(msgs[0].get("text", "")) if msgs else ""
-
-    chat = (
-        jsonl(np_ / "arena_hard_v0.1.jsonl", "prompt")
-        + jsonl(np_ / "prompt_lottery_en_250_text.jsonl", "text")
-        + jsonl(np_ / "en_100_tree_prompter_turns.jsonl", first_turn)
-    )
-    instr = jsonl(ip_ / "self_instruct_seed_tasks.jsonl", "instruction") + jsonl(
-        ip_ / "self_instruct_user_oriented.jsonl", "instruction"
-    )
-    return text.Corpus(
-        chat=pl.Series(chat, dtype=pl.String),
-        instructions=pl.Series(instr, dtype=pl.String),
-        math=pl.Series(jsonl(bm / "gsm8k_train.jsonl", "question"), dtype=pl.String),
-        code=pl.Series(jsonl(bm / "HumanEval.jsonl.gz", "prompt"), dtype=pl.String),
-    )

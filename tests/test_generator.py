@@ -153,7 +153,7 @@ def test_real_corpus_prompts_are_used() -> None:
     prompts = data.events.join(data.labels, on="account_id")
     # real Chatbot Arena / OpenAssistant text among casual users' first turns
     casual = prompts.filter(pl.col("archetype") == "casual_chat")["prompt"].to_list()
-    from synthetic_logs.generate import load_corpus
+    from synthetic_logs.corpus import load_corpus
 
     real_chat = set(load_corpus(corpus).chat.to_list())
     assert sum(p in real_chat for p in casual) > 0.1 * len(casual)  # ~70 % of first turns

@@ -1,0 +1,305 @@
+"""Shared machinery of the log adapters: typed value conversion that names the field at
+fault, and reading JSONL / JSON-array / CSV logs record by record with line numbers."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import gzip
+import hashlib
+import json
+import math
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO, Any
+
+import polars as pl
+
+from detector.schema import (
+    EVENT_COLUMNS,
+    EVENT_SCHEMA,
+    MAX_REPORTED_PROBLEMS,
+    EventSchemaError,
+    Problem,
+    conform,
+    expand_paths,
+    iter_ndjson_records,
+)
+
+Paths = str | Path | Sequence[str | Path]
+UNKNOWN = "unknown"
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+_INT_BITS = {"Int16": 15, "Int32": 31}
+_SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv")
+_CALL_TYPES = {
+    "completion": "chat.completions",
+    "text_completion": "completions",
+    "embedding": "embeddings",
+    "responses": "responses",
+}
+_ParsedRecord = tuple[int, str, Any, str | None]  # (line or element, kind, record, error)
+
+
+class _Bad(Exception):
+    """One problem with one field of one input record."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+# --------------------------------------------------------------------------- value coercion
+
+
+def _str(value: Any, field: str) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)  # numeric ids
+    raise _Bad(field, f"expected a string, got {type(value).__name__}")
+
+
+def _int(value: Any, field: str, dtype: str = "Int32") -> int:
+    out: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        out = value
+    elif isinstance(value, float) and value.is_integer():
+        out = int(value)
+    elif isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            out = int(value.strip())
+    if out is None:
+        raise _Bad(field, f"expected an integer, got {value!r}")
+    bits = _INT_BITS[dtype]
+    if not -(2**bits) <= out < 2**bits:
+        raise _Bad(field, f"integer {out} out of range for {dtype}")
+    return out
+
+
+def _int16(value: Any, field: str) -> int:
+    return _int(value, field, "Int16")
+
+
+def _float(value: Any, field: str) -> float:
+    out: float | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        out = float(value)
+    elif isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            out = float(value.strip())
+    if out is None or not math.isfinite(out):
+        raise _Bad(field, f"expected a finite number, got {value!r}")
+    return out
+
+
+def _bool(value: Any, field: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
+        return value.strip().lower() in ("true", "1")
+    raise _Bad(field, f"expected true/false, got {value!r}")
+
+
+def _ts_us(value: Any, field: str) -> int:
+    """Epoch microseconds (UTC) of an ISO-8601 string or a unix timestamp."""
+    number: float | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            number = float(text)
+        except ValueError:
+            try:
+                parsed = datetime.fromisoformat(text)
+            except ValueError:
+                raise _Bad(field, f"cannot parse {value!r} as a timestamp") from None
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=UTC)
+            return (parsed - _EPOCH) // _US
+    if number is None or not math.isfinite(number):
+        raise _Bad(field, f"expected an ISO-8601 timestamp or unix seconds, got {value!r}")
+    seconds = number / 1000 if abs(number) >= 1e11 else number
+    return round(seconds * 1_000_000)
+
+
+def _json(value: Any, field: str) -> Any:
+    """A JSON column: objects / lists pass through, JSON text is decoded, "" is None."""
+    if isinstance(value, str):
+        if not value.strip():
+            return None
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise _Bad(field, f"malformed JSON: {exc.msg} at column {exc.colno}") from None
+    return value
+
+
+def _key_id(value: str) -> str:
+    """Never keep a raw secret key: ``sk-...`` keys become a short sha256 digest."""
+    raw = value.startswith("sk-") and len(value) >= 20 and "*" not in value and "..." not in value
+    return "sha256:" + hashlib.sha256(value.encode()).hexdigest()[:16] if raw else value
+
+
+def _present(value: Any) -> bool:
+    return value is not None and value != ""
+
+
+# --------------------------------------------------------------------------- record reading
+
+
+class _Record:
+    """Reads fields of one input record, collecting every ``(field, reason)`` problem."""
+
+    def __init__(self, data: dict[str, Any], prefix: str = "") -> None:
+        self.data = data
+        self.prefix = prefix
+        self.problems: list[tuple[str | None, str]] = []
+
+    def sub(self, key: str, *, decode: bool = False, strict: bool = True) -> _Record:
+        """The nested object under ``key`` ({} when absent), sharing this record's problems.
+
+        ``decode`` accepts JSON text; ``strict=False`` reads any non-object as {}.
+        """
+        value = self.data.get(key)
+        try:
+            value = _json(value, self.prefix + key) if decode else value
+        except _Bad as exc:
+            self.problems.append((exc.field, exc.reason))
+            value = None
+        if strict and value is not None and not isinstance(value, dict):
+            self.problems.append((self.prefix + key, f"expected an object, got {value!r:.40}"))
+        child = _Record(value if isinstance(value, dict) else {}, f"{self.prefix}{key}.")
+        child.problems = self.problems
+        return child
+
+    def pick(self, *keys: str) -> tuple[str, Any]:
+        """The first of ``keys`` with a non-empty value, as ``(field name, value)``."""
+        for key in keys:
+            if _present(self.data.get(key)):
+                return self.prefix + key, self.data[key]
+        return self.prefix + keys[0], None
+
+    def convert(self, fn: Callable[[Any, str], Any], field: str, value: Any) -> Any:
+        try:
+            return fn(value, field)
+        except _Bad as exc:
+            self.problems.append((exc.field, exc.reason))
+            return None
+
+    def req(self, fn: Callable[[Any, str], Any], *keys: str) -> Any:
+        field, value = self.pick(*keys)
+        if value is None:
+            also = " or ".join(repr(k) for k in keys[1:])
+            reason = "missing required field" + (f" (or {also})" if also else "")
+            self.problems.append((field, reason))
+            return None
+        return self.convert(fn, field, value)
+
+    def opt(self, fn: Callable[[Any, str], Any], *keys: str, default: Any = None) -> Any:
+        field, value = self.pick(*keys)
+        out = None if value is None else self.convert(fn, field, value)
+        return default if out is None else out
+
+
+def _is_log(path: Path) -> bool:
+    return path.name.lower().removesuffix(".gz").endswith(_SUFFIXES)
+
+
+def _open_text(path: Path, encoding: str = "utf-8") -> IO[str]:
+    if path.name.lower().endswith(".gz"):
+        return gzip.open(path, "rt", encoding=encoding, newline="")
+    return path.open("r", encoding=encoding, newline="")
+
+
+def _iter_records(path: Path, csv_ok: bool) -> Iterator[_ParsedRecord]:
+    """Yield ``(line or element, kind, record, error)`` for each record of one log file."""
+    if path.name.lower().removesuffix(".gz").endswith(".csv"):
+        if not csv_ok:
+            yield 0, "line", None, "CSV is not supported for this source (expected JSONL)"
+        else:
+            yield from _iter_csv(path)
+        return
+    with _open_text(path) as fh:
+        head = fh.read(4096).lstrip()
+    if head.startswith("["):
+        with _open_text(path) as fh:
+            try:
+                items = json.load(fh)
+            except json.JSONDecodeError as exc:
+                yield exc.lineno, "line", None, f"malformed JSON: {exc.msg} at column {exc.colno}"
+                return
+        for index, item in enumerate(items, start=1):
+            yield index, "row", item, None
+        return
+    for lineno, obj, err in iter_ndjson_records(path):
+        yield lineno, "line", obj, err
+
+
+def _iter_csv(path: Path) -> Iterator[_ParsedRecord]:
+    limit = csv.field_size_limit()
+    csv.field_size_limit(2**31 - 1)  # messages / response cells can be large
+    try:
+        with _open_text(path, encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            if header is None:
+                return
+            while True:
+                start = reader.line_num + 1
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as exc:
+                    yield start, "line", None, f"malformed CSV: {exc}"
+                    return
+                if not row:
+                    continue
+                if len(row) != len(header):
+                    yield start, "line", None, f"{len(row)} cells, header has {len(header)}"
+                    continue
+                cells = {k: (v if v != "" else None) for k, v in zip(header, row, strict=True)}
+                yield start, "line", cells, None
+    finally:
+        csv.field_size_limit(limit)
+
+
+_EventFn = Callable[[Any], tuple[dict[str, Any], list[tuple[str | None, str]]]]
+
+
+def _convert_files(paths: Paths, to_event: _EventFn, *, csv_ok: bool) -> pl.DataFrame:
+    columns: dict[str, list[Any]] = {c: [] for c in EVENT_COLUMNS}
+    problems: list[Problem] = []
+    for path in expand_paths(paths, _is_log, ".jsonl, .json or .csv", prefer=None):
+        try:
+            for line, kind, obj, err in _iter_records(path, csv_ok):
+                where = line or None
+                if err is not None:
+                    problems.append(Problem(str(path), where, None, err, kind))
+                else:
+                    event, bad = to_event(obj)
+                    problems.extend(Problem(str(path), where, f, r, kind) for f, r in bad)
+                    if not problems:
+                        for c in EVENT_COLUMNS:
+                            columns[c].append(event.get(c))
+                if len(problems) >= MAX_REPORTED_PROBLEMS:
+                    raise EventSchemaError(problems[:MAX_REPORTED_PROBLEMS], truncated=True)
+        except (UnicodeDecodeError, OSError, EOFError) as exc:
+            problems.append(Problem(str(path), None, None, f"cannot read: {exc}"))
+    if problems:
+        raise EventSchemaError(problems)
+    return _frame(columns)
+
+
+def _frame(columns: dict[str, list[Any]]) -> pl.DataFrame:
+    raw = {**EVENT_SCHEMA, "ts": pl.Int64()}
+    df = pl.DataFrame(columns, schema=raw)
+    df = df.with_columns(pl.col("ts").cast(pl.Datetime("us")).dt.replace_time_zone("UTC"))
+    return conform(df).collect()

@@ -1,0 +1,131 @@
+"""Accounts and their infrastructure: IP pools (residential, cloud, proxy ranges), user agents,
+and the optional account table (age, payment fingerprint, e-mail domain, country, tier)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import polars as pl
+
+from detector.schema import TS_DTYPE
+from synthetic_logs import text, vocab
+from synthetic_logs.scenario import Group, Scenario
+
+# Cloud provider prefixes shared by many legitimate backends (and by attackers).
+CLOUD_PREFIXES = tuple(
+    f"{a}.{b}"
+    for a, b in [
+        (3, 8),
+        (3, 90),
+        (13, 52),
+        (18, 204),
+        (34, 102),
+        (34, 141),
+        (35, 186),
+        (35, 230),
+        (20, 42),
+        (20, 118),
+        (40, 76),
+        (52, 14),
+        (54, 210),
+        (104, 196),
+        (138, 68),
+        (159, 65),
+        (167, 99),
+        (141, 95),
+        (51, 158),
+        (65, 108),
+    ]
+)
+
+
+def ip_pool(rng: np.random.Generator, kind: str, n: int, ranges: list[str] | None) -> np.ndarray:
+    """``n`` IP strings of a kind: residential (v4 or v6), cloud, proxy (from ``ranges``)."""
+    host = rng.integers(1, 255, n)
+    if kind == "cloud":
+        pre = np.array(CLOUD_PREFIXES, dtype=object)[rng.integers(0, len(CLOUD_PREFIXES), n)]
+        third = rng.integers(0, 256, n)
+        return np.array([f"{p}.{t}.{h}" for p, t, h in zip(pre, third, host, strict=True)])
+    if kind == "proxy" and ranges:
+        pre = np.array(ranges, dtype=object)[rng.integers(0, len(ranges), n)]
+        return np.array([f"{p}.{h}" for p, h in zip(pre, host, strict=True)])
+    # residential / many: random public-looking space; some IPv6 /64s
+    a = rng.choice([24, 31, 37, 46, 62, 73, 76, 81, 86, 89, 92, 98, 109, 112, 176, 185, 188], n)
+    b, c = rng.integers(0, 256, n), rng.integers(0, 256, n)
+    v6 = rng.random(n) < 0.15
+    out = np.array(
+        [f"{x}.{y}.{z}.{h}" for x, y, z, h in zip(a, b, c, host, strict=True)], dtype=object
+    )
+    if v6.any():
+        k = int(v6.sum())
+        g = rng.integers(0, 65536, (k, 4))
+        out[v6] = [f"2a02:{r[0]:x}:{r[1]:x}:{r[2]:x}::{r[3]:x}" for r in g]
+    return out
+
+
+def user_agents(rng: np.random.Generator, kind: str, n: int) -> np.ndarray:
+    uas = np.array(vocab.USER_AGENTS, dtype=object)
+    w = np.array(vocab.USER_AGENT_WEIGHTS, dtype=float)
+    is_browser = np.array([u.startswith("Mozilla") for u in vocab.USER_AGENTS])
+    if kind == "sdk":
+        w = np.where(is_browser, 0.0, w)
+    elif kind == "browser":
+        w = np.where(is_browser, w * 6, w)
+    return uas[rng.choice(len(uas), n, p=w / w.sum())]
+
+
+def account_table(
+    sc: Scenario, group: Group, rng: np.random.Generator, acct_ids: pl.Series
+) -> pl.DataFrame:
+    arch = group.archetype
+    n = len(acct_ids)
+    age_days = arch.account_age_days * np.exp(rng.normal(0, 0.7, n))
+    if group.campaign:  # accounts created in a burst, shortly before use
+        base = arch.account_age_days * float(np.exp(rng.normal(0, 0.3)))
+        age_days = base + rng.uniform(0, 3, n)
+    created = pl.Series([sc.start - timedelta(days=float(d)) for d in age_days], dtype=TS_DTYPE)
+    pay = rng.integers(0, 2**40, n)
+    if group.campaign or group.shared_payment:
+        pool = rng.integers(0, 2**40, max(1, group.payment_pool if group.campaign else 1))
+        pay = pool[rng.integers(0, len(pool), n)]
+    payment = text.concat("pm_", pl.Series(pay).cast(pl.String))
+    domains = np.array(vocab.EMAIL_DOMAINS, dtype=object)[
+        rng.integers(0, len(vocab.EMAIL_DOMAINS), n)
+    ]
+    company = rng.random(n) < (0.9 if arch.rate_per_day > 100 and not arch.is_attack else 0.3)
+    own = np.array(
+        [
+            f"{vocab.ORGS[i % len(vocab.ORGS)].lower().replace(' ', '')}{j}.com"
+            for i, j in zip(rng.integers(0, 99, n), rng.integers(0, 9999, n), strict=True)
+        ],
+        dtype=object,
+    )
+    domains = np.where(company, own, domains)
+    if group.campaign:
+        pool_d = np.array(
+            [
+                f"mail{rng.integers(100, 999)}.{rng.choice(['xyz', 'top', 'cc'])}"
+                for _ in range(max(1, group.email_domains))
+            ],
+            dtype=object,
+        )
+        domains = np.where(rng.random(n) < 0.8, pool_d[rng.integers(0, len(pool_d), n)], domains)
+    if group.shared_payment:
+        domains[:] = domains[0]
+    country = np.array(vocab.COUNTRIES, dtype=object)[rng.integers(0, len(vocab.COUNTRIES), n)]
+    tiers = ("free", "tier1", "tier2", "tier3", "tier4", "tier5", "enterprise")
+    tw = np.array([0.3, 0.25, 0.15, 0.1, 0.08, 0.07, 0.05])
+    if arch.rate_per_day > 500:
+        tw = np.array([0.0, 0.05, 0.1, 0.2, 0.25, 0.25, 0.15])
+    tier = np.array(tiers, dtype=object)[rng.choice(len(tiers), n, p=tw / tw.sum())]
+    return pl.DataFrame(
+        {
+            "account_id": acct_ids,
+            "created_at": created,
+            "payment_fingerprint": payment,
+            "email_domain": pl.Series(domains.astype(str)),
+            "country": pl.Series(country.astype(str)),
+            "tier": pl.Series(tier.astype(str)),
+        }
+    )
