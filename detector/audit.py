@@ -16,6 +16,7 @@ from typing import Any
 
 import polars as pl
 
+from detector.campaigns import CampaignResult, campaign_metrics, detect_campaigns
 from detector.evaluate import metrics, time_to_detect
 from detector.features import FEATURE_NAMES, account_features
 from detector.fingerprints import fingerprint_events
@@ -34,6 +35,7 @@ class AuditResult:
     accounts: pl.DataFrame  # account_id, score, flagged, reasons, campaign_id, raw_score, features
     summary: dict[str, Any]
     paths: dict[str, Path]
+    campaigns: pl.DataFrame | None = None  # campaign_id, score, n_members, members, evidence
 
 
 def read_table(path: str | Path, schema: dict[str, pl.DataType], what: str) -> pl.DataFrame:
@@ -64,15 +66,19 @@ def compute_features(
     log_paths: Sequence[str | Path],
     accounts: pl.DataFrame | None = None,
     progress: Progress = _noop,
-) -> tuple[pl.DataFrame, int]:
-    """Features per account for the logs (one lazy query), and the number of events."""
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Compact events (fingerprinted, no raw text) and features per account.
+
+    Logs are scanned lazily and fingerprinted on polars' streaming engine; only the compact
+    events (hashes, markers and request metadata) are held in memory, once, for the features
+    and the cross-account linkage."""
     progress("reading and validating logs")
     events = read_events(log_paths)
-    progress("fingerprinting prompts and computing account features")
-    compact = fingerprint_events(events)
-    n_events = int(compact.select(pl.len()).collect(engine="streaming").item())
-    feats = account_features(compact, accounts).collect(engine="streaming")
-    return feats, n_events
+    progress("fingerprinting prompts")
+    compact = fingerprint_events(events).collect(engine="streaming")
+    progress("computing account features")
+    feats = account_features(compact, accounts).collect()
+    return compact, feats
 
 
 def train(
@@ -83,7 +89,7 @@ def train(
     scorer: DistillScorer | None = None,
     progress: Progress = _noop,
 ) -> DistillScorer:
-    feats, _ = compute_features(log_paths, accounts, progress)
+    _, feats = compute_features(log_paths, accounts, progress)
     progress("fitting the scorer")
     model = (scorer or DistillScorer()).fit(feats, labels)
     model.save(model_path)
@@ -97,20 +103,29 @@ def audit(
     labels: pl.DataFrame | None = None,
     accounts: pl.DataFrame | None = None,
     *,
+    campaigns: bool = True,
     with_time_to_detect: bool = False,
     progress: Progress = _noop,
 ) -> AuditResult:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    feats, n_events = compute_features(log_paths, accounts, progress)
+    compact, feats = compute_features(log_paths, accounts, progress)
+    n_events = compact.height
     if model is None:
         progress("no model given: fitting one on these logs (unsupervised)")
         model = DistillScorer().fit(feats)
     progress("scoring accounts")
-    scored = model.score(feats)
+    alone = model.score(feats)
+    scored = alone.with_columns(pl.lit(None, dtype=pl.String).alias("campaign_id"))
+    found: CampaignResult | None = None
+    if campaigns:
+        progress("linking accounts into campaigns")
+        found = detect_campaigns(
+            compact, alone, feats, accounts, calibrate=model.calibrate, threshold=model.threshold_
+        )
+        scored = found.accounts
     table = (
         scored.join(feats, on="account_id", how="left")
-        .with_columns(pl.lit(None, dtype=pl.String).alias("campaign_id"))
         .select(
             "account_id", "score", "flagged", "reasons", "campaign_id", "raw_score", *FEATURE_NAMES
         )
@@ -120,6 +135,7 @@ def audit(
         "n_accounts": table.height,
         "n_events": n_events,
         "n_flagged": int(table["flagged"].sum()),
+        "n_campaigns": found.campaigns.height if found is not None else None,
         "threshold": model.threshold_,
         "target_fpr": model.target_fpr,
         "model": model.info(),
@@ -128,24 +144,38 @@ def audit(
     if labels is not None:
         progress("evaluating against labels")
         summary["metrics"] = metrics(scored, labels)
+        if found is not None:
+            summary["metrics"]["campaigns"] = campaign_metrics(
+                found.assignments, labels, alone, scored
+            )
         if with_time_to_detect:
             progress("time to detect (re-scoring at successive cut-offs)")
             fitted = model
 
             def score_prefix(window: pl.LazyFrame) -> pl.DataFrame:
-                f = account_features(fingerprint_events(window), accounts).collect()
-                return fitted.score(f)
+                c = window.collect()
+                f = account_features(c, accounts).collect()
+                s = fitted.score(f)
+                if not campaigns:
+                    return s
+                return detect_campaigns(
+                    c, s, f, accounts, calibrate=fitted.calibrate, threshold=fitted.threshold_
+                ).accounts
 
             summary["metrics"]["time_to_detect"] = time_to_detect(
-                read_events(log_paths), labels, score_prefix
+                compact.lazy(), labels, score_prefix
             )
     progress("writing results")
-    paths = write_outputs(out, table, summary, labels)
-    return AuditResult(table, summary, paths)
+    paths = write_outputs(out, table, summary, labels, found)
+    return AuditResult(table, summary, paths, found.campaigns if found is not None else None)
 
 
 def write_outputs(
-    out: Path, table: pl.DataFrame, summary: dict[str, Any], labels: pl.DataFrame | None
+    out: Path,
+    table: pl.DataFrame,
+    summary: dict[str, Any],
+    labels: pl.DataFrame | None,
+    found: CampaignResult | None = None,
 ) -> dict[str, Path]:
     from detector.report import write_report
 
@@ -156,6 +186,13 @@ def write_outputs(
         "report": out / "report.html",
     }
     table.write_parquet(paths["accounts"])
+    links = None
+    if found is not None:
+        paths["campaigns"] = out / "campaigns.parquet"
+        found.campaigns.write_parquet(paths["campaigns"])
+        links = found.edges.join(
+            found.assignments.rename({"account_id": "src"}), on="src", how="inner"
+        ).select("src", "dst", "weight", "campaign_id")
     table.with_columns(pl.col("reasons").list.join(" | ")).select(
         "account_id", "score", "flagged", "reasons", "campaign_id"
     ).write_csv(paths["csv"])
@@ -166,6 +203,8 @@ def write_outputs(
         features=features_by_reason_frequency(table),
         summary=summary,
         labels=labels,
+        campaigns=found.campaigns if found is not None else None,
+        links=links,
     )
     return paths
 

@@ -10,9 +10,10 @@ rare things. It never compares all pairs of accounts:
    request does not link), plus its payment fingerprint and email domain from the account
    table. At most ``max_values`` values per account and kind (its most used).
 2. **Rarity.** A value held by ``k`` of the ``N`` accounts weighs
-   ``kind.weight * log(N / k) / log(N / 2)`` (1 for a value two accounts share, falling towards
-   0 as it becomes common); values held by more than ``max_group`` accounts (a popular app's
-   template, a mobile carrier's range, gmail.com) are dropped.
+   ``kind.weight * log(N / k) / log(N / 2)`` (the kind's full weight for a value two accounts
+   share, falling towards 0 as it becomes common, IDF-like); values held by more than
+   ``min(max_group, max(max_share * N, clique_max))`` accounts (a popular app's template, a
+   NAT or carrier range used by thousands, gmail.com) are dropped.
 3. **Candidate pairs by inverted index.** Accounts holding one value form a group. A group of
    at most ``clique_max`` accounts gives all its pairs; a larger one is ordered by a fixed hash
    of the account id and each member is paired with its next ``fanout`` members (a sorted-
@@ -20,9 +21,15 @@ rare things. It never compares all pairs of accounts:
    ranges) sit close in every window, so cost grows with ``N * fanout``, not ``N**2``.
 4. **Pair weight.** Every candidate pair is then scored on *all* the values it shares
    (a join, bounded by the candidates): per kind the sum of value weights, capped at
-   ``kind.cap``; content kinds together are capped at ``soft_cap`` (below the usual link
-   threshold, so similar prompts alone never prove one operator: many independent developers
-   use one open-source app, many researchers the same benchmark).
+   ``kind.cap``; the *soft* kinds (prompt content, user agents) together are capped at
+   ``soft_cap``, below the usual link threshold of 1.0 (:func:`detector.campaigns.
+   find_campaigns`), so similar prompts alone never prove one operator (many independent
+   developers use one open-source app, many researchers the same benchmark). A link needs
+   *identity* evidence: a rare shared payment method alone (1.2), or a campaign email domain,
+   shared IPs / ranges or synchronised activity together with similar prompts. A single
+   coincidence (one shared company email domain 0.8, one residential IP with its /24 0.9) is
+   not enough. Candidates are generated from identity values only (soft values cannot make an
+   edge), which keeps their number near ``N * fanout``.
 5. **Synchronised activity** among candidate pairs: the number of ``bucket_s`` time slots in
    which both accounts were active, against the ``m_a * m_b / T`` expected by chance; at least
    ``min_sync`` shared slots and a ratio above ``sync_ratio`` add up to ``timing.weight``.
@@ -60,11 +67,11 @@ EVIDENCE_KINDS: tuple[EvidenceKind, ...] = (
         "near_dup", "content", 0.1, 0.5, "near-duplicate prompts", "near-duplicate prompt", False
     ),
     EvidenceKind("system_prompt", "content", 0.5, 0.5, "system prompts", "system prompt", False),
-    EvidenceKind("ip", "network", 0.8, 1.2, "IP addresses", "IP address", True),
-    EvidenceKind("ip_prefix", "network", 0.5, 1.0, "IP ranges", "IP range", True),
+    EvidenceKind("ip", "network", 0.6, 1.0, "IP addresses", "IP address", True),
+    EvidenceKind("ip_prefix", "network", 0.3, 0.6, "IP ranges", "IP range", True),
     EvidenceKind("user_agent", "client", 0.3, 0.3, "user agents", "user agent", True),
     EvidenceKind("payment", "account", 1.2, 1.2, "payment methods", "payment method", True),
-    EvidenceKind("email_domain", "account", 1.0, 1.0, "email domains", "email domain", True),
+    EvidenceKind("email_domain", "account", 0.8, 0.8, "email domains", "email domain", True),
     EvidenceKind("timing", "timing", 0.5, 0.5, "synchronised time slots", "time slot", False),
 )
 SOFT_FAMILIES = frozenset({"content", "client"})  # similar prompts / SDKs: support, not proof
@@ -103,7 +110,7 @@ def account_evidence(
     accounts: pl.DataFrame | None = None,
     *,
     min_uses: int = 2,
-    max_values: int = 64,
+    max_values: int = 32,
 ) -> pl.DataFrame:
     """``account_id, kind, value, uses``: each account's distinct evidence values.
 
@@ -129,8 +136,10 @@ def account_evidence(
             )
         )
     ev = pl.concat(parts) if parts else pl.LazyFrame(schema=EVIDENCE_SCHEMA)
-    ev = ev.filter(pl.col("value") != "").filter(
-        pl.col("uses").rank("ordinal", descending=True).over("account_id", "kind") <= max_values
+    ev = (
+        ev.filter(pl.col("value") != "")
+        .sort(["account_id", "kind", "uses", "value"], descending=[False, False, True, False])
+        .filter(pl.int_range(pl.len()).over("account_id", "kind") < max_values)
     )
     if accounts is not None:
         active = lf.select("account_id").unique()
@@ -160,13 +169,13 @@ def rarity(k: pl.Expr, n_accounts: int) -> pl.Expr:
     ).clip(0.0, 1.0)
 
 
-def _candidate_pairs(
-    held: pl.DataFrame, clique_max: int, fanout: int
-) -> pl.DataFrame:
+def _candidate_pairs(held: pl.DataFrame, clique_max: int, fanout: int) -> pl.DataFrame:
     """``a, b`` (account indices, a < b): all pairs of small value groups, sorted-neighbourhood
     windows of ``fanout`` in larger ones."""
-    g = held.select("vid", "aidx", "rank", "k").sort("vid", "rank").with_columns(
-        pl.int_range(pl.len(), dtype=pl.Int64).over("vid").alias("pos")
+    g = (
+        held.select("vid", "aidx", "rank", "k")
+        .sort("vid", "rank")
+        .with_columns(pl.int_range(pl.len(), dtype=pl.Int64).over("vid").alias("pos"))
     )
     width = pl.when(pl.col("k") <= clique_max).then(pl.col("k") - 1).otherwise(fanout)
     reach = pl.min_horizontal(width, pl.col("k").cast(pl.Int64) - 1 - pl.col("pos"))
@@ -181,9 +190,7 @@ def _candidate_pairs(
     )
     pairs = src.join(g.select("vid", "pos", pl.col("aidx").alias("b")), on=["vid", "pos"])
     return (
-        pairs.select(
-            pl.min_horizontal("a", "b").alias("a"), pl.max_horizontal("a", "b").alias("b")
-        )
+        pairs.select(pl.min_horizontal("a", "b").alias("a"), pl.max_horizontal("a", "b").alias("b"))
         .filter(pl.col("a") != pl.col("b"))
         .unique()
     )
@@ -208,7 +215,7 @@ def _sync_evidence(
     )
     if slots.height == 0 or pairs.height == 0:
         return pl.DataFrame()
-    n_slots = max(int(slots["slot"].max() - slots["slot"].min()) + 1, 1)  # type: ignore[operator]
+    n_slots = max(int(slots.select(pl.col("slot").max() - pl.col("slot").min()).item()) + 1, 1)
     per = slots.group_by("aidx").agg(pl.len().alias("m"))
     shared = (
         pairs.lazy()
@@ -252,15 +259,17 @@ def link_accounts(
     *,
     evidence: pl.DataFrame | None = None,
     max_group: int = 2000,
+    max_share: float = 0.05,
     clique_max: int = 32,
     fanout: int = 8,
     min_uses: int = 2,
-    max_values: int = 64,
-    soft_cap: float = 0.5,
+    max_values: int = 32,
+    soft_cap: float = 0.6,
     bucket_s: int = 120,
     min_sync: int = 4,
     sync_ratio: float = 10.0,
     min_edge: float = 0.5,
+    seed_min: float = 0.1,
     kinds: tuple[EvidenceKind, ...] = EVIDENCE_KINDS,
 ) -> pl.DataFrame:
     """Edges ``src, dst, weight, evidence`` between accounts likely run by one operator.
@@ -291,16 +300,19 @@ def link_accounts(
         }
     )
     held = evidence.join(ids, on="account_id").join(kind_w, on="kind")
+    k_cap = min(max_group, max(int(max_share * n_acc), clique_max))
     values = (
         held.group_by("kind", "value")
         .agg(pl.len().alias("k"))
-        .filter((pl.col("k") >= 2) & (pl.col("k") <= max_group))
+        .filter((pl.col("k") >= 2) & (pl.col("k") <= k_cap))
         .with_columns(pl.int_range(pl.len(), dtype=pl.UInt32).alias("vid"))
     )
     held = held.join(values, on=["kind", "value"]).with_columns(
         (pl.col("kw") * rarity(pl.col("k"), n_acc)).alias("w")
     )
-    pairs = _candidate_pairs(held, clique_max, fanout)
+    # candidates come from identity evidence (soft evidence alone can never reach an edge)
+    seeds = held.filter(~pl.col("soft") & (pl.col("w") >= seed_min))
+    pairs = _candidate_pairs(seeds, clique_max, fanout)
 
     # every value each candidate pair shares
     a_side = held.select(pl.col("aidx").alias("a"), "vid", "kind", "value", "w")
@@ -314,7 +326,10 @@ def link_accounts(
         .agg(
             pl.col("w").sum(),
             pl.len().cast(pl.UInt32).alias("n"),
-            pl.col("value").sort_by("w", descending=True).head(2).alias("values"),
+            pl.col("value")
+            .sort_by(["w", "value"], descending=[True, False])
+            .head(2)
+            .alias("values"),
         )
         .with_columns(
             pl.when(pl.col("kind").is_in(readable))
@@ -324,10 +339,13 @@ def link_accounts(
         .collect()
     )
     if "timing" in use and per_kind.height:
-        pre = per_kind.join(kind_w, on="kind").group_by("a", "b").agg(
-            pl.min_horizontal("w", "cap").sum().alias("pre")
+        pre = (
+            per_kind.join(kind_w, on="kind")
+            .group_by("a", "b")
+            .agg(pl.min_horizontal("w", "cap").sum().alias("pre"))
         )
-        sync_pairs = pre.filter(pl.col("pre") >= 0.5 * min_edge).select("a", "b")
+        sync_pairs = pre.filter(pl.col("pre") >= min_edge - KIND_BY_NAME["timing"].cap)
+        sync_pairs = sync_pairs.select("a", "b")
         sync = _sync_evidence(lf, sync_pairs, ids, bucket_s, min_sync, sync_ratio)
         if sync.height:
             per_kind = pl.concat([per_kind, sync.select(per_kind.columns)])
@@ -351,28 +369,35 @@ def _edges(
             "singular": [k.singular for k in use.values()],
         }
     )
-    capped = per_kind.join(kind_w, on="kind").join(names, on="kind").with_columns(
-        pl.min_horizontal("w", "cap").alias("wc"),
-        pl.when(pl.col("kind") == "timing")
-        .then(pl.col("values").list.first())
-        .when((pl.col("n") == 1) & (pl.col("values").list.len() > 0))
-        .then(pl.format("{} {}", pl.col("singular"), pl.col("values").list.first()))
-        .when(pl.col("n") == 1)
-        .then(pl.format("1 {}", pl.col("singular")))
-        .when(pl.col("values").list.len() > 0)
-        .then(
-            pl.format(
-                "{} {} ({}, ...)",
-                pl.col("n"),
-                pl.col("label"),
-                pl.col("values").list.join(", "),
+    capped = (
+        per_kind.join(kind_w, on="kind")
+        .join(names, on="kind")
+        .with_columns(
+            pl.min_horizontal("w", "cap").alias("wc"),
+            pl.when(pl.col("kind") == "timing")
+            .then(pl.col("values").list.first())
+            .when((pl.col("n") == 1) & (pl.col("values").list.len() > 0))
+            .then(pl.format("{} {}", pl.col("singular"), pl.col("values").list.first()))
+            .when(pl.col("n") == 1)
+            .then(pl.format("1 {}", pl.col("singular")))
+            .when(pl.col("values").list.len() > 0)
+            .then(
+                pl.format(
+                    "{} {} ({}{})",
+                    pl.col("n"),
+                    pl.col("label"),
+                    pl.col("values").list.join(", "),
+                    pl.when(pl.col("n") > pl.col("values").list.len())
+                    .then(pl.lit(", ..."))
+                    .otherwise(pl.lit("")),
+                )
             )
+            .otherwise(pl.format("{} {}", pl.col("n"), pl.col("label")))
+            .alias("text"),
         )
-        .otherwise(pl.format("{} {}", pl.col("n"), pl.col("label")))
-        .alias("text"),
     )
     edges = (
-        capped.sort("wc", descending=True)
+        capped.sort(["wc", "text"], descending=[True, False])
         .group_by("a", "b")
         .agg(
             pl.col("wc").filter(pl.col("soft")).sum().alias("soft_w"),
@@ -380,9 +405,7 @@ def _edges(
             pl.col("text").alias("evidence"),
         )
         .with_columns(
-            (pl.min_horizontal("soft_w", pl.lit(soft_cap)) + pl.col("other_w")).alias(
-                "weight"
-            )
+            (pl.min_horizontal("soft_w", pl.lit(soft_cap)) + pl.col("other_w")).alias("weight")
         )
         .filter(pl.col("weight") >= min_edge)
     )

@@ -175,6 +175,7 @@ def _run_audit(
     labels: Path | None,
     accounts: Path | None,
     time_to_detect: bool,
+    campaigns: bool = True,
 ) -> AuditResult:
     """Load what the options name and audit; input errors become a clear exit 2."""
     from detector.audit import audit as do_audit
@@ -189,6 +190,7 @@ def _run_audit(
             scorer,
             lab,
             acc,
+            campaigns=campaigns,
             with_time_to_detect=time_to_detect,
             progress=_stage_printer(),
         )
@@ -209,10 +211,14 @@ def audit(
         bool, typer.Option(help="With labels: re-score at cut-offs to measure time to detect.")
     ] = False,
     top: Annotated[int, typer.Option(help="Flagged accounts to print.")] = 15,
+    campaigns: Annotated[
+        bool, typer.Option(help="Link accounts into campaigns and score those too.")
+    ] = True,
 ) -> None:
-    """Score every account in the logs; write accounts.parquet/.csv, summary.json, report.html."""
-    result = _run_audit(logs, out, model, labels, accounts, time_to_detect)
-    print_audit(result.accounts, result.summary, top)
+    """Score every account in the logs; write accounts.parquet/.csv, campaigns.parquet,
+    summary.json and report.html."""
+    result = _run_audit(logs, out, model, labels, accounts, time_to_detect, campaigns)
+    print_audit(result, top)
     console.print(f"report: {result.paths['report']}")
 
 
@@ -254,6 +260,16 @@ def print_metrics(m: dict[str, Any]) -> None:
         val = row.get("recall", row.get("fp_rate", 0.0))
         tbl.add_row(name, row["kind"], str(row["n"]), f"{val:.3f}")
     console.print(tbl)
+    cm = m.get("campaigns")
+    if cm and cm.get("ari") is not None:
+        console.print(
+            f"campaigns: ARI {cm['ari']:.3f} against the true campaigns, "
+            f"{100 * (cm['campaigns_detected'] or 0):.0f}% of true campaigns found; recall at "
+            f"{100 * cm['fpr']:g}% FPR {cm['recall_without']:.3f} -> {cm['recall_with']:.3f} "
+            f"with campaign evidence (campaign members {cm['member_recall_without']:.3f} -> "
+            f"{cm['member_recall_with']:.3f}); normal accounts lifted: {cm['normals_lifted']}",
+            highlight=False,
+        )
     ttd = m.get("time_to_detect")
     if ttd and ttd.get("median_hours") is not None:
         console.print(
@@ -264,7 +280,8 @@ def print_metrics(m: dict[str, Any]) -> None:
         )
 
 
-def print_audit(table: pl.DataFrame, summary: dict[str, Any], top: int) -> None:
+def print_audit(result: AuditResult, top: int) -> None:
+    table, summary = result.accounts, result.summary
     flagged = table.filter(pl.col("flagged"))
     console.print(
         f"{summary['n_accounts']:,} accounts, {summary['n_events']:,} events: "
@@ -285,6 +302,19 @@ def print_audit(table: pl.DataFrame, summary: dict[str, Any], top: int) -> None:
             or "(combination of moderate signals)",
         )
     console.print(tbl)
+    camps = result.campaigns
+    if camps is not None and camps.height:
+        ctbl = Table(title="campaigns (linked accounts)", show_lines=True)
+        for col in ("campaign", "score", "accounts", "evidence"):
+            ctbl.add_column(col, justify="right" if col in ("score", "accounts") else "left")
+        for row in camps.sort("score", descending=True).head(top).iter_rows(named=True):
+            ctbl.add_row(
+                row["campaign_id"],
+                f"{row['score']:.1f}",
+                str(row["n_members"]),
+                "\n".join(row["evidence"]),
+            )
+        console.print(ctbl)
     if "metrics" in summary:
         print_metrics(summary["metrics"])
 
@@ -326,7 +356,7 @@ def demo(
         pl.read_parquet(audit_dir / "accounts.parquet"),
         progress=stage,
     )
-    print_audit(result.accounts, result.summary, top)
+    print_audit(result, top)
     console.print(f"\nreport: {result.paths['report']}\noutputs: {base}", highlight=False)
 
 

@@ -108,3 +108,21 @@ def test_demo(tmp_path: Path) -> None:
     summary = json.loads((tmp_path / "audit" / "summary.json").read_text())
     assert summary["n_flagged"] > 0 and summary["metrics"]["roc_auc"] > 0.95
     assert (tmp_path / "audit" / "report.html").exists()
+
+
+def test_audit_writes_campaigns(logs: tuple[Path, Path], tmp_path: Path) -> None:
+    _, test_dir = logs
+    out = tmp_path / "a"
+    res = runner.invoke(
+        app,
+        ["audit", str(test_dir), "--out", str(out), "--labels", str(test_dir / "labels.parquet")],
+    )
+    assert res.exit_code == 0, res.output
+    camps = pl.read_parquet(out / "campaigns.parquet")
+    assert {"campaign_id", "score", "n_members", "members", "evidence"} <= set(camps.columns)
+    acc = pl.read_parquet(out / "accounts.parquet")
+    linked = acc.filter(pl.col("campaign_id").is_not_null())
+    assert linked.height >= camps.filter(pl.col("n_members") >= 2)["n_members"].min()  # type: ignore[operator]
+    cm = json.loads((out / "summary.json").read_text())["metrics"]["campaigns"]
+    assert cm["ari"] >= 0.8 and cm["recall_with"] >= cm["recall_without"]
+    assert "Campaigns" in (out / "report.html").read_text()
