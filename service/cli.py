@@ -360,6 +360,60 @@ def demo(
     console.print(f"\nreport: {result.paths['report']}\noutputs: {base}", highlight=False)
 
 
+@app.command()
+def serve(
+    model: Annotated[Path, typer.Option(help="Trained model (distillguard train).")],
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+) -> None:
+    """Run the streaming scoring service (FastAPI under uvicorn).
+
+    Everything else comes from DISTILLGUARD_* environment variables (tokens, window, rescoring
+    interval, snapshot path, limits): see service/settings.py and the README."""
+    from pydantic import ValidationError
+
+    from detector.models import ModelLoadError
+    from service.server import run_server
+    from service.settings import Settings
+
+    try:
+        settings = Settings(model_path=model, host=host, port=port)
+    except ValidationError as exc:
+        raise _fail(f"invalid settings: {exc}") from None
+    try:
+        run_server(settings)
+    except ModelLoadError as exc:
+        raise _fail(str(exc)) from None
+
+
+@app.command()
+def replay(
+    logs: LogsArg,
+    url: Annotated[str, typer.Option(help="Service base URL, e.g. http://127.0.0.1:8000.")],
+    rate: Annotated[
+        float | None, typer.Option(help="Events per second (default: as fast as accepted).")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Events per request.")] = 1000,
+    token: Annotated[
+        str | None, typer.Option(envvar="DISTILLGUARD_TOKEN", help="Bearer token (ingest scope).")
+    ] = None,
+) -> None:
+    """Stream a log to the service in batches, in time order, with a progress bar."""
+    from service.replay import ReplayError
+    from service.replay import replay as do_replay
+
+    try:
+        counts = do_replay(logs, url, rate=rate, batch_size=batch_size, token=token, progress=True)
+    except (EventSchemaError, FileNotFoundError, ReplayError) as exc:
+        raise _fail(str(exc)) from None
+    console.print(
+        f"{counts['events']:,} events in {counts['batches']:,} batches: "
+        f"{counts['accepted']:,} accepted, {counts['duplicates']:,} duplicates, "
+        f"{counts['rejected']:,} rejected ({counts['events_per_s']:,.0f} events/s)",
+        highlight=False,
+    )
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

@@ -1,0 +1,387 @@
+"""Streaming service benchmark, run by hand (never in the test suite)::
+
+    python benchmarks/service_bench.py [--scale 3.0] [--clients 2] [--batch 1000]
+
+Measures, against real uvicorn servers in child processes on this machine:
+
+- sustained ingest (events/s) of pre-serialised NDJSON batches into ``distillguard serve``
+  (write-ahead log with fsync on), and the same batches into a no-op FastAPI endpoint that
+  only reads the body: the ratio is the figure that travels between machines;
+- p50 / p99 latency of ``GET /v1/accounts/{id}`` while that ingest runs;
+- time from an event's POST to its account's refreshed score (``pending`` false again), sampled
+  during the load;
+- memory per tracked account: the service's RSS growth / accounts tracked (includes each
+  account's compact events in the window);
+- a per-stage cost breakdown of one 1,000-event batch, in process.
+
+Prints a Markdown section for ``benchmarks/RESULTS.md`` and the raw figures as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import polars as pl
+
+REPO = Path(__file__).resolve().parents[1]
+TOKEN = "bench-token"
+
+NOOP_APP = """
+import sys, uvicorn
+from fastapi import FastAPI, Request
+app = FastAPI()
+
+@app.post("/v1/events")
+async def events(request: Request) -> dict:
+    body = await request.body()
+    n = body.count(b"\\n") + 1
+    return {"accepted": n, "duplicates": 0, "rejected_lines": 0, "rejected": []}
+
+@app.get("/readyz")
+async def ready() -> dict:
+    return {"status": "ready"}
+
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
+"""
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(url)
+
+
+def metric(url: str, name: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for fam in text_string_to_metric_families(httpx.get(url + "/metrics").text):
+        for s in fam.samples:
+            if s.name == name and not s.labels:
+                return float(s.value)
+    return float("nan")
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+class Load:
+    """Send every batch once with ``clients`` threads; record the newest batch sent."""
+
+    def __init__(self, url: str, batches: list[bytes], clients: int) -> None:
+        self.url = url + "/v1/events"
+        self.batches = batches
+        self.clients = clients
+        self.sent = 0
+        self.last_batch: bytes | None = None
+        self.done = threading.Event()
+        self._lock = threading.Lock()
+        self._next = 0
+
+    def _worker(self) -> None:
+        headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/x-ndjson"}
+        with httpx.Client(headers=headers, timeout=120) as c:
+            while True:
+                with self._lock:
+                    i = self._next
+                    self._next += 1
+                if i >= len(self.batches):
+                    return
+                r = c.post(self.url, content=self.batches[i])
+                r.raise_for_status()
+                with self._lock:
+                    self.sent += 1
+                    self.last_batch = self.batches[i]
+
+    def run(self) -> float:
+        t0 = time.perf_counter()
+        threads = [threading.Thread(target=self._worker) for _ in range(self.clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.done.set()
+        return time.perf_counter() - t0
+
+
+def probe_reads(url: str, ids: list[str], load: Load, out: list[float]) -> None:
+    rng = random.Random(0)
+    with httpx.Client(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30) as c:
+        while not load.done.is_set():
+            t = time.perf_counter()
+            c.get(f"{url}/v1/accounts/{rng.choice(ids)}")
+            out.append(time.perf_counter() - t)
+            time.sleep(0.005)
+
+
+def probe_freshness(url: str, load: Load, out: list[float], acks: list[float]) -> None:
+    """Every 0.25 s, POST one event (a copy of a recent one) for a NEW account; time until the
+    account's score reflects it (``pending`` false: the event was in a completed rescoring
+    pass). A new account is needed: a busy existing account is pending again and again, as its
+    own traffic keeps arriving."""
+    rng = random.Random(1)
+    n = 0
+    outstanding: list[tuple[str, float]] = []
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    next_post = time.perf_counter()
+    with httpx.Client(headers=auth, timeout=30) as c:
+        while not load.done.is_set() or outstanding:
+            now = time.perf_counter()
+            batch = load.last_batch
+            if batch is not None and now >= next_post and not load.done.is_set():
+                next_post = now + 0.25
+                event = json.loads(rng.choice(batch.splitlines()))
+                n += 1
+                event["request_id"] = f"fresh-{n}"
+                event["account_id"] = f"fresh-account-{n}"
+                r = c.post(f"{url}/v1/events", content=json.dumps(event).encode())
+                if r.json().get("accepted") == 1:
+                    outstanding.append((event["account_id"], now))
+                    acks.append(time.perf_counter() - now)
+            still: list[tuple[str, float]] = []
+            for acc, t in outstanding:
+                if not c.get(f"{url}/v1/accounts/{acc}").json()["pending"]:
+                    out.append(time.perf_counter() - t)
+                elif time.perf_counter() - t < 120:
+                    still.append((acc, t))
+            outstanding = still
+            time.sleep(0.02)
+
+
+def stage_costs(model_path: Path, events: pl.DataFrame, batch: int) -> dict[str, float]:
+    """Milliseconds per stage for one batch, in process (median of 5)."""
+    import tempfile as tf
+
+    from detector.fingerprints import fingerprint_events
+    from detector.models import DistillScorer
+    from detector.schema import check_record, records_to_frame
+    from service.replay import to_ndjson
+    from service.state import ScoringState
+
+    body = to_ndjson(events.head(batch))
+    lines = body.splitlines()
+    recs = [json.loads(line) for line in lines]
+    frame = records_to_frame(recs)
+    compact = fingerprint_events(frame).collect()
+    st = ScoringState(DistillScorer.load(model_path), state_dir=tf.mkdtemp())
+    st.restore()
+    assert st.wal is not None
+    wal = st.wal
+
+    def ms(fn: Any) -> float:
+        times = []
+        for _ in range(5):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        return 1000 * statistics.median(times)
+
+    return {
+        "json_decode": ms(lambda: [json.loads(line) for line in lines]),
+        "check_record": ms(lambda: [check_record(r) for r in recs]),
+        "records_to_frame": ms(lambda: records_to_frame(recs)),
+        "fingerprint": ms(lambda: fingerprint_events(frame).collect()),
+        "wal_append_fsync": ms(lambda: wal.append(compact)),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--scale", type=float, default=3.0, help="demo scenario scale of the load")
+    ap.add_argument("--clients", type=int, default=2, help="concurrent ingest connections")
+    ap.add_argument("--batch", type=int, default=1000)
+    args = ap.parse_args()
+
+    from detector.features import account_features
+    from detector.models import DistillScorer
+    from service.replay import to_ndjson
+    from synthetic_logs.generate import generate
+
+    tmp = Path(tempfile.mkdtemp(prefix="dg-bench-"))
+    train = generate("demo", seed=1)
+    model_path = DistillScorer(target_fpr=0.01).fit(account_features(train.events).collect())
+    model_file = model_path.save(tmp / "model.joblib")
+    load_events = generate("demo", seed=3, scale=args.scale).events.sort("ts")
+    batches = [to_ndjson(f) for f in load_events.iter_slices(args.batch)]
+    ids_first = load_events.head(args.batch * 5)["account_id"].unique().to_list()
+    costs = stage_costs(model_file, load_events, args.batch)
+
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "DISTILLGUARD_MODEL_PATH": str(model_file),
+        "DISTILLGUARD_INGEST_TOKENS": TOKEN,
+        "DISTILLGUARD_READ_TOKENS": TOKEN,
+        "DISTILLGUARD_SNAPSHOT_PATH": str(tmp / "state"),
+        "DISTILLGUARD_LOG_LEVEL": os.environ.get("DISTILLGUARD_LOG_LEVEL", "warning"),
+    }
+    results: dict[str, Any] = {
+        "events": load_events.height,
+        "batches": len(batches),
+        "batch_size": args.batch,
+        "clients": args.clients,
+        "stage_ms_per_batch": costs,
+    }
+
+    # ---- no-op FastAPI endpoint
+    port = free_port()
+    noop = subprocess.Popen([sys.executable, "-c", NOOP_APP, str(port)], env=env)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", noop)
+        secs = Load(f"http://127.0.0.1:{port}", batches, args.clients).run()
+        results["noop_events_per_s"] = load_events.height / secs
+    finally:
+        noop.terminate()
+        noop.wait()
+
+    # ---- distillguard serve
+    port = free_port()
+    env["DISTILLGUARD_PORT"] = str(port)
+    url = f"http://127.0.0.1:{port}"
+    code = "from service.server import run_server; from service.settings import Settings; "
+    code += "run_server(Settings())"
+    srv = subprocess.Popen([sys.executable, "-c", code], env=env)
+    try:
+        wait_ready(url, srv)
+        rss0 = rss_mib(srv.pid)
+        warm = Load(url, batches[:5], 1)
+        warm.run()  # the accounts the read probe asks for exist
+        load = Load(url, batches[5:], args.clients)
+        reads: list[float] = []
+        fresh: list[float] = []
+        acks: list[float] = []
+        probes = [
+            threading.Thread(target=probe_reads, args=(url, ids_first, load, reads)),
+            threading.Thread(target=probe_freshness, args=(url, load, fresh, acks)),
+        ]
+        for p in probes:
+            p.start()
+        secs = load.run()
+        for p in probes:
+            p.join()
+        results["service_events_per_s"] = (load_events.height - 5 * args.batch) / secs
+        deadline = time.monotonic() + 120
+        while metric(url, "distillguard_accounts_pending") > 0 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        rss_settled = rss_mib(srv.pid)
+        time.sleep(20)  # let the allocators (jemalloc in polars, glibc) return freed pages
+        rss1 = rss_mib(srv.pid)
+        accounts = metric(url, "distillguard_accounts_tracked")
+        window = metric(url, "distillguard_window_events")
+        results.update(
+            {
+                "ratio_to_noop": results["service_events_per_s"] / results["noop_events_per_s"],
+                "get_account_p50_ms": 1000 * percentile(reads, 0.5),
+                "get_account_p99_ms": 1000 * percentile(reads, 0.99),
+                "get_account_samples": len(reads),
+                "event_to_score_median_s": statistics.median(fresh) if fresh else float("nan"),
+                "event_to_score_p90_s": percentile(fresh, 0.9),
+                "event_to_score_samples": len(fresh),
+                "single_event_ack_median_s": statistics.median(acks) if acks else float("nan"),
+                "single_event_ack_p90_s": percentile(acks, 0.9),
+                "rescore_pass_mean_s": metric(url, "distillguard_rescore_duration_seconds_sum")
+                / max(metric(url, "distillguard_rescore_duration_seconds_count"), 1),
+                "accounts_tracked": accounts,
+                "window_events": window,
+                "rss_before_mib": rss0,
+                "rss_settled_mib": rss_settled,
+                "rss_after_mib": rss1,
+                "kib_per_account": (rss1 - rss0) * 1024 / max(accounts, 1),
+                "bytes_per_window_event": (rss1 - rss0) * 2**20 / max(window, 1),
+            }
+        )
+    finally:
+        srv.terminate()
+        srv.wait()
+
+    print(report(results))
+    print(json.dumps(results, indent=2))
+
+
+def report(r: dict[str, Any]) -> str:
+    stages = ", ".join(f"{k} {v:.1f}" for k, v in r["stage_ms_per_batch"].items())
+    rows = [
+        ("sustained ingest", f"{r['service_events_per_s']:,.0f} events/s"),
+        ("no-op FastAPI endpoint, same batches", f"{r['noop_events_per_s']:,.0f} events/s"),
+        ("ratio (service / no-op)", f"{r['ratio_to_noop']:.3f}"),
+        (
+            "GET /v1/accounts/{id} under load, p50 / p99",
+            f"{r['get_account_p50_ms']:.1f} / {r['get_account_p99_ms']:.1f} ms "
+            f"({r['get_account_samples']} requests)",
+        ),
+        (
+            "event -> refreshed score under load, median (p90)",
+            f"{r['event_to_score_median_s']:.2f} s ({r['event_to_score_p90_s']:.2f} s, "
+            f"{r['event_to_score_samples']} samples)",
+        ),
+        ("rescoring pass, mean", f"{r['rescore_pass_mean_s']:.2f} s"),
+        (
+            "memory per tracked account (RSS growth, 20 s after the load)",
+            f"{r['kib_per_account']:.1f} KiB ({r['accounts_tracked']:,.0f} accounts, "
+            f"{r['window_events']:,.0f} window events: {r['bytes_per_window_event']:.0f} B/event)",
+        ),
+        (
+            "RSS idle / right after the load / 20 s later",
+            f"{r['rss_before_mib']:.0f} / {r['rss_settled_mib']:.0f} / "
+            f"{r['rss_after_mib']:.0f} MiB",
+        ),
+    ]
+    table = "\n".join(f"| {k} | {v} |" for k, v in rows)
+    return f"""
+## Streaming service (`benchmarks/service_bench.py`)
+
+{platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()},
+polars {pl.__version__}, {datetime.now(UTC):%Y-%m-%d}. Load: {r["events"]:,} events of the
+demo scenario in {r["batch_size"]:,}-event NDJSON batches, {r["clients"]} client connections,
+client and server on the same machine; write-ahead log fsync on.
+
+| figure | value |
+|---|---|
+{table}
+
+Per {r["batch_size"]:,}-event batch, in process (ms): {stages}.
+"""
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""Dependencies shared by the routes: settings, state, metrics, and bearer-token scopes.
+
+Use the ``Annotated`` aliases in route signatures::
+
+    async def read(state: ReadyStateDep, _: ReadAccess) -> ...
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from service.metrics import ServiceMetrics
+from service.runtime import Runtime
+from service.settings import Settings
+from service.state import ScoringState
+
+bearer = HTTPBearer(
+    auto_error=False,
+    description="API token (scopes: `ingest` for POST /v1/events, `read` for everything else).",
+)
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_metrics(request: Request) -> ServiceMetrics:
+    metrics: ServiceMetrics = request.app.state.metrics
+    return metrics
+
+
+def get_runtime(request: Request) -> Runtime | None:
+    runtime: Runtime | None = getattr(request.app.state, "runtime", None)
+    return runtime
+
+
+def get_ready_state(request: Request) -> ScoringState:
+    """The scoring state, or 503 while the model loads / the state is restored."""
+    runtime = get_runtime(request)
+    state = runtime.state if runtime is not None else None
+    if state is None or not state.ready:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "the service is starting (loading the model, restoring state): retry shortly",
+            headers={"Retry-After": "1"},
+        )
+    return state
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
+RuntimeDep = Annotated[Runtime | None, Depends(get_runtime)]
+ReadyStateDep = Annotated[ScoringState, Depends(get_ready_state)]
+
+
+def scopes_of(token: str, table: dict[str, frozenset[str]]) -> frozenset[str] | None:
+    """Scopes granted to ``token`` (compared in constant time), None for an unknown token."""
+    found: frozenset[str] | None = None
+    for known, scopes in table.items():
+        if hmac.compare_digest(known.encode(), token.encode()):
+            found = scopes
+    return found
+
+
+def require_scope(
+    scope: str, public_setting: str | None = None
+) -> Callable[[Request, HTTPAuthorizationCredentials | None], Awaitable[None]]:
+    """A dependency that lets the request through only with a token granting ``scope``.
+
+    401 (with ``WWW-Authenticate``) without a valid bearer token, 403 with a token lacking the
+    scope. Skipped when auth is disabled, or when the boolean setting ``public_setting`` is true.
+    """
+
+    async def check(request: Request, credentials: BearerDep) -> None:
+        settings = get_settings(request)
+        if settings.auth_disabled or (public_setting and getattr(settings, public_setting)):
+            return
+        if credentials is None or credentials.scheme.lower() != "bearer":
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                "missing bearer token (Authorization: Bearer <token>)",
+                headers={"WWW-Authenticate": 'Bearer realm="distillguard"'},
+            )
+        scopes = scopes_of(credentials.credentials, request.app.state.token_scopes)
+        if scopes is None:
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                "invalid bearer token",
+                headers={"WWW-Authenticate": 'Bearer realm="distillguard", error="invalid_token"'},
+            )
+        if scope not in scopes:
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                f"this token lacks the '{scope}' scope",
+                headers={
+                    "WWW-Authenticate": (
+                        f'Bearer realm="distillguard", error="insufficient_scope", scope="{scope}"'
+                    )
+                },
+            )
+
+    return check
+
+
+IngestAccess = Annotated[None, Depends(require_scope("ingest"))]
+ReadAccess = Annotated[None, Depends(require_scope("read"))]
+HealthAccess = Annotated[None, Depends(require_scope("read", "health_public"))]
+MetricsAccess = Annotated[None, Depends(require_scope("read", "metrics_public"))]

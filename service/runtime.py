@@ -1,0 +1,147 @@
+"""The service's lifecycle: load the model, restore the state, run the background loops.
+
+:class:`Runtime` is what the FastAPI lifespan starts and stops (``main.py`` only wires it):
+
+- ``start``: load the scorer (a failure aborts start-up), then in the background: warm the model
+  up (pyod's HBOS compiles with numba on first use), restore the snapshot and replay the
+  write-ahead log, mark the state ready and start the rescoring and snapshot loops.
+- ``stop``: stop the loops and write a final snapshot (only if the state was fully restored:
+  a half-restored state must never overwrite a good snapshot).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from datetime import timedelta
+
+import numpy as np
+import polars as pl
+
+from detector.features import FEATURE_NAMES
+from detector.models import DistillScorer
+from service.metrics import ServiceMetrics
+from service.settings import Settings
+from service.state import ScoringState
+
+log = logging.getLogger("distillguard.runtime")
+
+
+def warm_up(model: DistillScorer) -> None:
+    """Score one dummy account so the first real rescoring pass pays no compile cost."""
+    dummy = pl.DataFrame({"account_id": ["__warmup__"], **{n: np.zeros(1) for n in FEATURE_NAMES}})
+    model.score(dummy)
+
+
+def load_accounts_table(settings: Settings) -> pl.DataFrame | None:
+    if settings.accounts_path is None:
+        return None
+    from detector.audit import load_accounts
+
+    return load_accounts(settings.accounts_path)
+
+
+class Runtime:
+    """Owns the scoring state and its background tasks for one app instance."""
+
+    def __init__(
+        self, settings: Settings, metrics: ServiceMetrics, model: DistillScorer | None = None
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.model = model
+        self.state: ScoringState | None = None
+        self.error: str | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.ingest_slots: asyncio.Semaphore | None = None
+
+    async def start(self) -> None:
+        s = self.settings
+        self.ingest_slots = asyncio.Semaphore(s.ingest_workers)
+        if self.model is None:
+            self.model = await asyncio.to_thread(DistillScorer.load, s.model_path)
+        accounts = await asyncio.to_thread(load_accounts_table, s)
+        self.state = ScoringState(
+            self.model,
+            window=timedelta(hours=s.window_hours),
+            max_accounts=s.max_accounts,
+            max_window_events=s.max_window_events,
+            top_n=s.top_n,
+            accounts_table=accounts,
+            state_dir=s.snapshot_path,
+        )
+        self.metrics.bind(self.state)
+        self.metrics.set_model(self.model.info())
+        if s.snapshot_path is None:
+            log.warning("no snapshot_path: state is kept in memory only and lost at exit")
+        self._tasks.append(asyncio.create_task(self._boot(), name="distillguard-boot"))
+
+    async def _boot(self) -> None:
+        assert self.state is not None and self.model is not None
+        try:
+            await asyncio.to_thread(warm_up, self.model)
+            await asyncio.to_thread(self.state.restore)
+        except Exception as exc:  # stay up but unready: /readyz reports the reason
+            self.error = f"state restore failed: {exc}"
+            log.exception("state restore failed")
+            return
+        self._tasks.append(asyncio.create_task(self._rescore_loop(), name="distillguard-rescore"))
+        if self.settings.snapshot_path is not None:
+            self._tasks.append(
+                asyncio.create_task(self._snapshot_loop(), name="distillguard-snapshot")
+            )
+
+    async def rescore_once(self) -> None:
+        assert self.state is not None
+        report = await asyncio.to_thread(self.state.rescore)
+        self.metrics.record_rescore(report)
+        if report.duration_s > self.settings.rescore_interval_s:
+            log.info(
+                "rescoring pass took %.2f s (%d accounts, %d window events)",
+                report.duration_s,
+                report.rescored,
+                self.state.n_events,
+            )
+
+    async def snapshot_once(self) -> None:
+        assert self.state is not None
+        t0 = time.perf_counter()
+        try:
+            await asyncio.to_thread(self.state.snapshot)
+        except Exception:
+            self.metrics.snapshot_failures.inc()
+            log.exception("snapshot failed")
+            return
+        self.metrics.snapshot_duration.observe(time.perf_counter() - t0)
+
+    async def _rescore_loop(self) -> None:
+        """A pass every ``rescore_interval_s`` (start to start); back to back when a pass takes
+        longer than that, so an event waits at most about two pass durations."""
+        while True:
+            started = time.monotonic()
+            try:
+                await self.rescore_once()
+            except Exception:  # keep serving; the next pass retries the same accounts
+                log.exception("rescoring pass failed")
+            elapsed = time.monotonic() - started
+            await asyncio.sleep(max(0.0, self.settings.rescore_interval_s - elapsed))
+
+    async def _snapshot_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.snapshot_interval_s)
+            await self.snapshot_once()
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        state = self.state
+        if state is not None and state.ready:
+            if self.settings.snapshot_path is not None:
+                await self.snapshot_once()
+            state.close()

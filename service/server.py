@@ -1,0 +1,40 @@
+"""Run the service under uvicorn: ``run_server(Settings(...))``.
+
+Uvicorn handles SIGTERM / SIGINT gracefully: it stops accepting connections, lets in-flight
+requests finish (up to ``graceful_timeout_s``), then the app's lifespan writes a final snapshot.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+
+from detector.models import DistillScorer
+from service.main import create_app
+from service.settings import Settings
+
+STARTUP_FAILURE = 3
+
+
+def run_server(settings: Settings, *, graceful_timeout_s: float = 30.0) -> None:
+    """Serve until SIGTERM/SIGINT. Raises :class:`detector.models.ModelLoadError` (before
+    binding the port) when the model cannot be loaded, SystemExit(3) if start-up fails."""
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    model = DistillScorer.load(settings.model_path)
+    app = create_app(settings, model=model)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        lifespan="on",
+        timeout_graceful_shutdown=int(graceful_timeout_s),
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    if not server.started:
+        raise SystemExit(STARTUP_FAILURE)

@@ -1,0 +1,183 @@
+"""The service's one settings object, read from ``DISTILLGUARD_*`` environment variables.
+
+Every field below is documented in its ``description`` (also shown by
+``Settings.model_json_schema()``). Lists of tokens are comma-separated in the environment::
+
+    DISTILLGUARD_MODEL_PATH=model.joblib
+    DISTILLGUARD_INGEST_TOKENS=tok-ingest-1,tok-ingest-2
+    DISTILLGUARD_READ_TOKENS=tok-read
+    DISTILLGUARD_SNAPSHOT_PATH=/var/lib/distillguard
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Self
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+MiB = 1024 * 1024
+
+
+def _split_tokens(value: Any) -> Any:
+    """``"a, b,,c"`` -> ``["a", "b", "c"]``; lists pass through."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [t.strip() for t in value.split(",") if t.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Settings of ``distillguard serve`` (environment prefix ``DISTILLGUARD_``)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DISTILLGUARD_", extra="ignore", validate_default=True
+    )
+
+    model_path: Path = Field(
+        description="Trained scorer file (`distillguard train --out ...`). Required.",
+    )
+    accounts_path: Path | None = Field(
+        default=None,
+        description=(
+            "Optional account table (Parquet: account_id, created_at, ...) passed to the feature "
+            "code for account_age_days, as in the offline audit. Unset: that feature is null."
+        ),
+    )
+    host: str = Field(default="127.0.0.1", description="Interface to listen on.")
+    port: int = Field(default=8000, ge=0, le=65535, description="TCP port to listen on.")
+    ingest_tokens: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        repr=False,
+        description=(
+            "Bearer tokens granted the `ingest` scope (POST /v1/events); comma-separated. "
+            "A token listed in both ingest_tokens and read_tokens has both scopes."
+        ),
+    )
+    read_tokens: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        repr=False,
+        description=(
+            "Bearer tokens granted the `read` scope (GET /v1/accounts, /v1/campaigns, and "
+            "health/metrics when those are not public); comma-separated."
+        ),
+    )
+    auth_disabled: bool = Field(
+        default=False,
+        description=(
+            "Serve without authentication. Required (true) when no token is configured: the "
+            "service refuses to start with no tokens unless this is set explicitly."
+        ),
+    )
+    window_hours: float = Field(
+        default=24.0,
+        gt=0,
+        description=(
+            "Length of the sliding window of events (event time: the newest event's timestamp "
+            "minus this). Features are computed over the window; older events are evicted and "
+            "rejected on arrival (reason `stale`); accounts idle past it are forgotten."
+        ),
+    )
+    rescore_interval_s: float = Field(
+        default=2.0,
+        gt=0,
+        description=(
+            "Seconds between rescoring passes. Each pass evicts expired events and recomputes "
+            "features and scores for the accounts that received events since the last pass."
+        ),
+    )
+    snapshot_path: Path | None = Field(
+        default=None,
+        description=(
+            "Directory for durable state: the write-ahead log (`wal/`) and Parquet snapshots "
+            "(`snap-*/`, `CURRENT`). Unset: state lives in memory only and is lost at exit."
+        ),
+    )
+    snapshot_interval_s: float = Field(
+        default=60.0,
+        gt=0,
+        description=(
+            "Seconds between snapshots (one is also written at shutdown). A snapshot lets the "
+            "write-ahead log before it be deleted and bounds the replay at start-up."
+        ),
+    )
+    max_body_bytes: int = Field(
+        default=16 * MiB,
+        gt=0,
+        description="Largest accepted POST /v1/events body in bytes; larger bodies get 413.",
+    )
+    max_events_per_request: int = Field(
+        default=10_000,
+        gt=0,
+        description="Most events (lines) in one POST /v1/events; more get 413.",
+    )
+    max_accounts: int = Field(
+        default=1_000_000,
+        gt=0,
+        description=(
+            "Hard cap on tracked accounts. Past it, the accounts seen least recently are dropped "
+            "with their events (counted in distillguard_accounts_dropped_total) at the next pass."
+        ),
+    )
+    max_window_events: int = Field(
+        default=5_000_000,
+        gt=0,
+        description=(
+            "Hard cap on events held in the window (about 250 bytes each). Past it, the oldest "
+            "events are evicted early (distillguard_window_events_evicted_total{reason=cap})."
+        ),
+    )
+    ingest_workers: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description=(
+            "POST /v1/events bodies processed at once (decoding, validation and fingerprinting "
+            "run in worker threads; others wait their turn). Validation is Python code holding "
+            "the GIL, so more than about 2 rarely adds throughput and costs read latency."
+        ),
+    )
+    metrics_public: bool = Field(
+        default=True,
+        description="Serve /metrics without a token (false: the `read` scope is required).",
+    )
+    health_public: bool = Field(
+        default=True,
+        description="Serve /healthz and /readyz without a token (false: `read` scope required).",
+    )
+    top_n: int = Field(
+        default=20,
+        ge=0,
+        le=200,
+        description=(
+            "Accounts exposed by the top-N metric (distillguard_top_account_score, labels "
+            "account_id and rank): the only metric labelled by account, so N is bounded."
+        ),
+    )
+    log_level: str = Field(default="info", description="Uvicorn log level.")
+
+    @field_validator("ingest_tokens", "read_tokens", mode="before")
+    @classmethod
+    def _tokens(cls, value: Any) -> Any:
+        return _split_tokens(value)
+
+    @model_validator(mode="after")
+    def _auth_configured(self) -> Self:
+        if not self.auth_disabled and not (self.ingest_tokens or self.read_tokens):
+            raise ValueError(
+                "no API tokens configured: set DISTILLGUARD_INGEST_TOKENS and/or "
+                "DISTILLGUARD_READ_TOKENS, or DISTILLGUARD_AUTH_DISABLED=true to serve without "
+                "authentication"
+            )
+        return self
+
+    def token_scopes(self) -> dict[str, frozenset[str]]:
+        """Token -> the scopes it grants."""
+        scopes: dict[str, set[str]] = {}
+        for tok in self.ingest_tokens:
+            scopes.setdefault(tok, set()).add("ingest")
+        for tok in self.read_tokens:
+            scopes.setdefault(tok, set()).add("read")
+        return {t: frozenset(s) for t, s in scopes.items()}

@@ -1,0 +1,430 @@
+"""The live scoring state: a sliding window of compact events and the latest account scores.
+
+No HTTP here. :class:`ScoringState` is driven by the API (``ingest``) and by background tasks
+(``rescore``, ``snapshot``); every method is thread-safe. The values it hands out are in
+:mod:`service.records`.
+
+- **Window.** Accepted batches are fingerprinted (:func:`detector.fingerprints.fingerprint_events`:
+  raw prompt text is dropped at once) and kept as polars frames, compacted into one at each pass.
+  Time is *event* time: the window ends at the newest event seen and spans ``window``; older
+  events are evicted, and rejected on arrival (``stale``).
+- **Idempotency.** The set of seen request ids is exactly the window's ``request_id`` column.
+- **Rescoring.** Each pass recomputes features only for the accounts touched since the last pass
+  (or that lost events to eviction) by calling THE feature code,
+  :func:`detector.features.account_features`, on those accounts' window events, then
+  ``model.score``. The function's only cross-account inputs are the window bounds (passed
+  explicitly) and each model's first appearance in the window (supplied by adding, for every
+  model, its earliest window event — discarded afterwards), so a live score equals the offline
+  ``model.score(account_features(window_events))`` for the same window.
+- **Bounds.** Accounts idle past the window are forgotten; past ``max_accounts`` the least
+  recently seen are dropped; past ``max_window_events`` the oldest events are evicted.
+- **Durability.** An accepted batch is appended to the write-ahead log (fsync) before
+  :meth:`ingest` returns; :meth:`snapshot` writes Parquet and trims the log; :meth:`restore`
+  loads the snapshot and replays the log after it.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from detector.features import FEATURE_NAMES, account_features
+from detector.fingerprints import fingerprint_events
+from detector.models import DistillScorer
+from detector.schema import empty_events
+from service.records import (
+    AccountScore,
+    AccountView,
+    CampaignView,
+    IngestResult,
+    RescoreReport,
+    accounts_frame,
+    accounts_from_frame,
+    model_identity,
+)
+from service.snapshot import SnapshotData, read_snapshot, snapshot_time, write_snapshot
+from service.summary import ScoreSummary, summarise
+from service.wal import WriteAheadLog, encode_frame
+
+log = logging.getLogger("distillguard.state")
+
+
+def compact_schema() -> pl.Schema:
+    """Columns and dtypes of compact events (fingerprinted canonical events)."""
+    return fingerprint_events(empty_events().lazy()).collect_schema()
+
+
+class ScoringState:
+    """Sliding window of compact events + per-account scores (see the module docstring)."""
+
+    def __init__(
+        self,
+        model: DistillScorer,
+        *,
+        window: timedelta = timedelta(hours=24),
+        max_accounts: int = 1_000_000,
+        max_window_events: int = 5_000_000,
+        top_n: int = 20,
+        accounts_table: pl.DataFrame | None = None,
+        state_dir: str | Path | None = None,
+        wal_fsync: bool = True,
+    ) -> None:
+        self.model = model
+        self.window = window
+        self.max_accounts = max_accounts
+        self.max_window_events = max_window_events
+        self.top_n = top_n
+        self.accounts_table = accounts_table
+        self.state_dir = Path(state_dir) if state_dir is not None else None
+        self.wal = (
+            WriteAheadLog(self.state_dir / "wal", fsync=wal_fsync) if self.state_dir else None
+        )
+        self._lock = threading.RLock()  # guards everything below
+        self._maint = threading.Lock()  # one rescoring pass (or snapshot) at a time
+        self._snap = threading.Lock()  # one snapshot at a time
+        self._frames: list[pl.DataFrame] = []
+        self._n_events = 0
+        self._seen: set[str] = set()
+        self._last_seen: dict[str, datetime] = {}
+        self._dirty: set[str] = set()
+        self._inflight: set[str] = set()
+        self._scores: dict[str, AccountScore] = {}
+        self._window_end: datetime | None = None
+        self.summary = ScoreSummary()
+        self.campaigns: dict[str, CampaignView] = {}  # hook: empty until campaigns land
+        self.campaign_of: dict[str, str] = {}  # account_id -> campaign_id (same hook)
+        self.ready = False
+        self.last_snapshot_at: datetime | None = None
+        self.last_rescore_at: datetime | None = None
+
+    # ------------------------------------------------------------------ ingest
+    def ingest(self, events: pl.DataFrame) -> IngestResult:
+        """Fingerprint canonical events, drop duplicates and stale rows, log durably, apply."""
+        out = IngestResult()
+        if events.height == 0:
+            return out
+        with self._lock:  # cheap pre-check: do not fingerprint known events (replays)
+            rows = [i for i, r in enumerate(events["request_id"].to_list()) if r not in self._seen]
+        out.duplicates = events.height - len(rows)
+        if not rows:
+            return out
+        compact = fingerprint_events(events if not out.duplicates else events[rows]).collect()
+        payload = encode_frame(compact) if self.wal is not None else b""  # outside the lock
+        ids = compact["request_id"].to_list()
+        batch_end: datetime = compact["ts"].max()  # type: ignore[assignment]
+        with self._lock:
+            end = batch_end if self._window_end is None else max(self._window_end, batch_end)
+            stale = (compact["ts"] < end - self.window).to_list()
+            keep: list[int] = []
+            batch_ids: set[str] = set()
+            for i, rid in enumerate(ids):
+                if stale[i]:
+                    out.stale_rows.append(rows[i])
+                elif rid in self._seen or rid in batch_ids:
+                    out.duplicates += 1
+                else:
+                    batch_ids.add(rid)
+                    keep.append(i)
+            if not keep:
+                return out
+            whole = len(keep) == len(ids)
+            accepted = compact if whole else compact[keep]
+            if self.wal is not None:  # durable before acknowledging
+                out.seq = self.wal.append(payload if whole else accepted)
+            self._apply(accepted, batch_ids)
+            out.accepted = accepted.height
+        return out
+
+    def _apply(self, frame: pl.DataFrame, ids: set[str] | None = None) -> None:
+        self._frames.append(frame)
+        self._n_events += frame.height
+        self._seen.update(ids if ids is not None else frame["request_id"].to_list())
+        latest = frame.group_by("account_id").agg(pl.col("ts").max())
+        for acc, ts in latest.iter_rows():
+            cur = self._last_seen.get(acc)
+            if cur is None or ts > cur:
+                self._last_seen[acc] = ts
+            self._dirty.add(acc)
+        end: datetime = frame["ts"].max()  # type: ignore[assignment]
+        if self._window_end is None or end > self._window_end:
+            self._window_end = end
+
+    # ------------------------------------------------------------------ rescoring
+    def rescore(self) -> RescoreReport:
+        """One pass: compact and evict the window, then rescore the accounts that changed."""
+        with self._maint:
+            t0 = time.perf_counter()
+            report = RescoreReport()
+            with self._lock:
+                k = len(self._frames)
+                frames = self._frames[:k]
+                dirty, self._dirty = self._dirty, set()
+                self._inflight = set(dirty)
+                end = self._window_end
+                dropped = self._pick_dropped_accounts()
+            window, removed = self._compact(frames, end, dropped, report)
+            remaining = set(window["account_id"].unique().to_list())
+            removed_ids = removed["request_id"].to_list()
+            removed_accounts = set(removed["account_id"].unique().to_list()) - dropped
+            with self._lock:
+                self._frames = [window, *self._frames[k:]] if window.height else self._frames[k:]
+                self._n_events = sum(f.height for f in self._frames)
+                self._seen.difference_update(removed_ids)
+                for acc in removed_accounts:
+                    if acc in remaining:
+                        dirty.add(acc)  # lost events: its features changed
+                    elif acc not in self._dirty:  # no events left, none arrived meanwhile
+                        self._forget(acc)
+                        report.evicted_accounts += 1
+            todo = dirty & remaining
+            scored = self._score_accounts(window, todo) if todo else {}
+            with self._lock:
+                for acc, rec in scored.items():
+                    if acc in self._last_seen:
+                        self._scores[acc] = rec
+                self._inflight = set()
+                changed = bool(scored or dropped or report.evicted_accounts)
+                triples = (
+                    [(a, s.score, s.flagged) for a, s in self._scores.items()] if changed else []
+                )
+            if changed:
+                self.summary = summarise(triples, self.top_n)
+            report.rescored = len(scored)
+            report.dropped_accounts = len(dropped)
+            report.duration_s = time.perf_counter() - t0
+            self.last_rescore_at = datetime.now(UTC)
+            return report
+
+    def _pick_dropped_accounts(self) -> set[str]:
+        """(Lock held.) Past the account cap: forget the least recently seen accounts now."""
+        excess = len(self._last_seen) - self.max_accounts
+        if excess <= 0:
+            return set()
+        oldest = heapq.nsmallest(excess, self._last_seen.items(), key=lambda kv: kv[1])
+        dropped = {acc for acc, _ in oldest}
+        for acc in dropped:
+            self._forget(acc)
+            self._dirty.discard(acc)
+        return dropped
+
+    def _forget(self, acc: str) -> None:
+        self._last_seen.pop(acc, None)
+        self._scores.pop(acc, None)
+
+    def _compact(
+        self,
+        frames: list[pl.DataFrame],
+        end: datetime | None,
+        dropped: set[str],
+        report: RescoreReport,
+    ) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """One window frame without expired / capped / dropped events, and the removed rows."""
+        if not frames:
+            empty = pl.DataFrame(schema=compact_schema())
+            return empty, empty
+        window = pl.concat(frames, how="vertical", rechunk=True) if len(frames) > 1 else frames[0]
+        removed: list[pl.DataFrame] = []
+        if dropped:
+            is_dropped = pl.col("account_id").is_in(
+                pl.Series(sorted(dropped), dtype=pl.String).implode()
+            )
+            removed.append(window.filter(is_dropped))
+            report.dropped_account_events = removed[-1].height
+            window = window.filter(~is_dropped)
+        if end is not None:
+            fresh = pl.col("ts") >= end - self.window
+            removed.append(window.filter(~fresh))
+            report.expired_events = removed[-1].height
+            window = window.filter(fresh)
+        over = window.height - self.max_window_events
+        if over > 0:
+            cut = window["ts"].sort()[over]  # drop the `over` oldest (and ties of the last)
+            removed.append(window.filter(pl.col("ts") < cut))
+            report.capped_events = removed[-1].height
+            window = window.filter(pl.col("ts") >= cut)
+        gone = pl.concat(removed) if removed else window.clear()
+        return window, gone
+
+    def _score_accounts(self, window: pl.DataFrame, accounts: set[str]) -> dict[str, AccountScore]:
+        """Features (THE feature code) and scores for ``accounts`` over ``window``."""
+        ids = pl.Series("account_id", sorted(accounts), dtype=pl.String)
+        mine = pl.col("account_id").is_in(ids.implode())
+        sub = window.filter(mine)
+        # the earliest window event of each model (account_features reads model first-seen)
+        anchors = window.filter(~mine & (pl.col("ts") == pl.col("ts").min().over("model"))).unique(
+            subset="model", keep="any"
+        )
+        lo: datetime = window["ts"].min()  # type: ignore[assignment]
+        hi: datetime = window["ts"].max()  # type: ignore[assignment]
+        feats = (
+            account_features(
+                pl.concat([sub, anchors]).lazy(),
+                self.accounts_table,
+                window_start=lo,
+                window_end=hi,
+            )
+            .filter(pl.col("account_id").is_in(ids.implode()))
+            .collect()
+        )
+        scored = self.model.score(feats)
+        counts = dict(sub.group_by("account_id").len().iter_rows())
+        values = feats.select(FEATURE_NAMES).to_numpy().astype(np.float64)
+        now = datetime.now(UTC)
+        out: dict[str, AccountScore] = {}
+        for i, (acc, score, raw, flagged, reasons) in enumerate(
+            scored.select("account_id", "score", "raw_score", "flagged", "reasons").iter_rows()
+        ):
+            out[acc] = AccountScore(
+                score=float(score),
+                raw_score=float(raw),
+                flagged=bool(flagged),
+                reasons=tuple(reasons or ()),
+                features=values[i].copy(),
+                n_events=int(counts.get(acc, 0)),
+                window_start=lo,
+                window_end=hi,
+                scored_at=now,
+            )
+        return out
+
+    # ------------------------------------------------------------------ queries
+    @property
+    def n_events(self) -> int:
+        return self._n_events
+
+    @property
+    def n_accounts(self) -> int:
+        return len(self._last_seen)
+
+    @property
+    def n_pending(self) -> int:
+        with self._lock:
+            return len(self._dirty | self._inflight)
+
+    @property
+    def window_end(self) -> datetime | None:
+        return self._window_end
+
+    @property
+    def wal_seq(self) -> int:
+        return self.wal.last_seq if self.wal is not None else 0
+
+    def account(self, account_id: str) -> AccountView | None:
+        with self._lock:
+            last = self._last_seen.get(account_id)
+            if last is None:
+                return None
+            pending = account_id in self._dirty or account_id in self._inflight
+            return AccountView(account_id, last, pending, self._scores.get(account_id))
+
+    def top_accounts(self, min_score: float = 0.0, limit: int = 100) -> list[AccountView]:
+        """Scored accounts with ``score >= min_score``, highest first (ties by account id)."""
+        with self._lock:
+            hits = [(s.score, a, s) for a, s in self._scores.items() if s.score >= min_score]
+            best = heapq.nsmallest(limit, hits, key=lambda t: (-t[0], t[1]))
+            return [
+                AccountView(
+                    a,
+                    self._last_seen[a],
+                    a in self._dirty or a in self._inflight,
+                    s,
+                )
+                for _, a, s in best
+            ]
+
+    def snapshot_age_s(self) -> float | None:
+        if self.last_snapshot_at is None:
+            return None
+        return (datetime.now(UTC) - self.last_snapshot_at).total_seconds()
+
+    # ------------------------------------------------------------------ durability
+    def snapshot(self) -> Path | None:
+        """Write a Parquet snapshot and trim the write-ahead log; None without a state dir."""
+        if self.state_dir is None:
+            return None
+        with self._snap, self._maint:  # never between a pass's eviction and its swap
+            with self._lock:
+                frames = list(self._frames)
+                last_seen = dict(self._last_seen)
+                scores = dict(self._scores)
+                dirty = self._dirty | self._inflight
+                end = self._window_end
+                seq = self.wal.rotate() if self.wal is not None else 0
+            now = datetime.now(UTC)
+            events = (
+                pl.concat(frames, how="vertical")
+                if frames
+                else pl.DataFrame(schema=compact_schema())
+            )
+            meta = {
+                "wal_seq": seq,
+                "window_end": end.isoformat() if end else None,
+                "window_hours": self.window.total_seconds() / 3600,
+                "created_at": now.isoformat(),
+                "n_events": events.height,
+                "n_accounts": len(last_seen),
+                "model": model_identity(self.model),
+            }
+            path = write_snapshot(
+                self.state_dir,
+                SnapshotData(events, accounts_frame(last_seen, scores, dirty), meta),
+            )
+            if self.wal is not None:
+                with self._lock:
+                    self.wal.delete_through(seq)
+            self.last_snapshot_at = now
+            return path
+
+    def restore(self) -> dict[str, int]:
+        """Load the snapshot, replay the log after it, open a new log segment; mark ready."""
+        counts = {"snapshot_events": 0, "snapshot_accounts": 0, "wal_batches": 0, "wal_events": 0}
+        after = 0
+        snap = read_snapshot(self.state_dir) if self.state_dir is not None else None
+        with self._lock:
+            if snap is not None:
+                after = int(snap.meta["wal_seq"])
+                self._load_snapshot(snap)
+                counts["snapshot_events"] = snap.events.height
+                counts["snapshot_accounts"] = snap.accounts.height
+                self.last_snapshot_at = snapshot_time(snap.meta)
+            if self.wal is not None:
+                self.wal.last_seq = max(self.wal.last_seq, after)
+                for _seq, frame in self.wal.replay(after):
+                    ids = frame["request_id"].to_list()
+                    keep = [i for i, rid in enumerate(ids) if rid not in self._seen]
+                    if keep:  # (the log never repeats an id; this guards hand-made logs)
+                        fresh = frame if len(keep) == len(ids) else frame[keep]
+                        self._apply(fresh)
+                    counts["wal_batches"] += 1
+                    counts["wal_events"] += len(keep)
+                self.wal.open_segment()
+            self.ready = True
+        log.info("state restored: %s", counts)
+        return counts
+
+    def _load_snapshot(self, snap: SnapshotData) -> None:
+        if snap.events.height:
+            self._frames = [snap.events]
+            self._n_events = snap.events.height
+            self._seen = set(snap.events["request_id"].to_list())
+        end = snap.meta.get("window_end")
+        self._window_end = datetime.fromisoformat(end) if end else None
+        self._last_seen, self._dirty, self._scores = accounts_from_frame(snap.accounts)
+        if snap.meta.get("model") != model_identity(self.model):
+            log.warning("the model changed since the snapshot: rescoring every account")
+            self._dirty = set(self._last_seen)
+        self.summary = summarise(
+            ((a, s.score, s.flagged) for a, s in self._scores.items()), self.top_n
+        )
+
+    def close(self) -> None:
+        if self.wal is not None:
+            with self._lock:
+                self.wal.close()

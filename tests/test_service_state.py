@@ -1,0 +1,229 @@
+"""Units of the service without HTTP: settings, body parsing, the scoring state (window,
+eviction, caps, snapshot/restore), the write-ahead log, and the metrics on a fresh registry."""
+
+from __future__ import annotations
+
+import warnings
+from datetime import timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+from prometheus_client import REGISTRY, CollectorRegistry
+from pydantic import ValidationError
+
+from detector.features import account_features
+from detector.models import DistillScorer
+from service.ingest import BodyError, ingest_body, parse_body, to_frame
+from service.metrics import ServiceMetrics
+from service.replay import to_ndjson
+from service.settings import Settings
+from service.state import ScoringState
+from service.wal import WriteAheadLog
+from tests.service_support import TEST_SEED, model_path, scenario
+
+
+@pytest.fixture(scope="module")
+def model() -> DistillScorer:
+    return DistillScorer.load(model_path(("capped_sum",)))
+
+
+@pytest.fixture(scope="module")
+def events() -> pl.DataFrame:
+    return scenario(TEST_SEED).events
+
+
+def new_state(model: DistillScorer, **kw: object) -> ScoringState:
+    st = ScoringState(model, **kw)  # type: ignore[arg-type]
+    st.restore()
+    return st
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("DISTILLGUARD_MODEL_PATH", str(tmp_path / "m.joblib"))
+    monkeypatch.setenv("DISTILLGUARD_INGEST_TOKENS", "sec-a, sec-b,,")
+    monkeypatch.setenv("DISTILLGUARD_READ_TOKENS", "sec-b,sec-c")
+    monkeypatch.setenv("DISTILLGUARD_WINDOW_HOURS", "6")
+    s = Settings()  # type: ignore[call-arg]
+    assert s.window_hours == 6 and s.rescore_interval_s == 2 and s.top_n == 20
+    assert s.token_scopes() == {
+        "sec-a": frozenset({"ingest"}),
+        "sec-b": frozenset({"ingest", "read"}),
+        "sec-c": frozenset({"read"}),
+    }
+    assert "sec-" not in repr(s)  # tokens stay out of logs
+    monkeypatch.delenv("DISTILLGUARD_INGEST_TOKENS")
+    monkeypatch.delenv("DISTILLGUARD_READ_TOKENS")
+    with pytest.raises(ValidationError, match="no API tokens configured"):
+        Settings()  # type: ignore[call-arg]
+    monkeypatch.setenv("DISTILLGUARD_AUTH_DISABLED", "true")
+    assert Settings().auth_disabled  # type: ignore[call-arg]
+    fields = Settings.model_fields
+    assert all(f.description for f in fields.values())
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def test_parse_body_reports_line_field_reason(events: pl.DataFrame) -> None:
+    good = to_ndjson(events.head(2)).splitlines()
+    body = b"\n".join([good[0], b"", b"{oops", b'{"ts": 5}', good[1]])
+    batch = parse_body(body, max_events=10)
+    assert batch.lines == [1, 5]
+    assert batch.rejected == {3: "malformed_json", 4: "invalid_value"}
+    assert any(p.line == 4 and p.field == "account_id" for p in batch.problems)
+    with pytest.raises(BodyError, match="empty body"):
+        parse_body(b" \n ", max_events=10)
+    with pytest.raises(BodyError) as err:
+        parse_body(b"{}\n{}\n{}", max_events=2)
+    assert err.value.status == 413
+
+
+def test_mixed_timestamp_layouts_are_stored_or_rejected_per_line(events: pl.DataFrame) -> None:
+    lines = to_ndjson(events.head(3)).splitlines()
+    body = b"\n".join(
+        [lines[0], lines[1].replace(b'Z"', b'+00:00"', 1), lines[2].replace(b'Z"', b'+02:00"', 1)]
+    )
+    frame, rows = to_frame(parse_body(body, 10))
+    assert frame.height == 3 and rows == [1, 2, 3]
+    assert frame["ts"].to_list()[2] == events["ts"][2] - timedelta(hours=2)
+
+
+# --------------------------------------------------------------------------- state
+
+
+def test_window_eviction_and_stale_events(model: DistillScorer, events: pl.DataFrame) -> None:
+    st = new_state(model, window=timedelta(hours=1))
+    t0 = events["ts"][0]
+    early = events.filter(pl.col("ts") < t0 + timedelta(minutes=30))
+    late = events.filter(pl.col("ts") > t0 + timedelta(hours=3)).head(500)
+    assert st.ingest(early).accepted == early.height
+    st.rescore()
+    early_accounts = st.n_accounts
+    assert st.ingest(late).accepted == late.height
+    report = st.rescore()
+    assert report.expired_events == early.height and st.n_events == late.height
+    only_early = set(early["account_id"]) - set(late["account_id"])
+    assert report.evicted_accounts == len(only_early) and early_accounts > 0
+    assert all(st.account(a) is None for a in only_early)
+    # an event older than the window is rejected, and its id is no longer remembered
+    res = st.ingest(early.head(3))
+    assert res.accepted == 0 and res.stale_rows == [0, 1, 2]
+    # idempotency inside the window
+    assert st.ingest(late.head(10)).duplicates == 10
+
+
+def test_account_table_feeds_account_age(model: DistillScorer, events: pl.DataFrame) -> None:
+    table = scenario(TEST_SEED).accounts
+    st = new_state(model, accounts_table=table)
+    batch = events.head(2000)
+    st.ingest(batch)
+    st.rescore()
+    offline = account_features(batch, table).collect()
+    for acc, age in offline.select("account_id", "account_age_days").head(50).iter_rows():
+        view = st.account(acc)
+        assert view is not None and view.score is not None
+        assert view.score.feature_dict()["account_age_days"] == pytest.approx(age)
+
+
+def test_hard_caps_drop_oldest(model: DistillScorer, events: pl.DataFrame) -> None:
+    st = new_state(model, max_accounts=20, max_window_events=1500)
+    batch = events.head(3000)
+    st.ingest(batch)
+    report = st.rescore()
+    assert st.n_accounts == 20 and report.dropped_accounts == batch["account_id"].n_unique() - 20
+    newest = (
+        batch.group_by("account_id").agg(pl.col("ts").max()).sort("ts", descending=True).head(20)
+    )
+    assert {v.account_id for v in st.top_accounts(0, 100)} <= set(newest["account_id"])
+    assert st.n_events <= 1500 and report.capped_events + report.dropped_account_events > 0
+
+
+def test_snapshot_restore_and_wal_replay(
+    model: DistillScorer, events: pl.DataFrame, tmp_path: Path
+) -> None:
+    st = new_state(model, state_dir=tmp_path)
+    st.ingest(events.slice(0, 2000))
+    st.rescore()
+    st.snapshot()
+    st.ingest(events.slice(2000, 1000))  # logged, pending, not in the snapshot
+    st.close()
+    back = new_state(model, state_dir=tmp_path)
+    assert back.n_events == 3000 and back.n_pending > 0
+    back.rescore()
+    st.rescore()
+    for v in st.top_accounts(0, 10_000):
+        other = back.account(v.account_id)
+        assert other is not None and other.score is not None and v.score is not None
+        assert other.score.score == v.score.score
+    assert back.ingest(events.slice(0, 3000)).duplicates == 3000
+
+
+def test_a_new_model_rescores_every_restored_account(
+    model: DistillScorer, events: pl.DataFrame, tmp_path: Path
+) -> None:
+    st = new_state(model, state_dir=tmp_path)
+    st.ingest(events.head(1000))
+    st.rescore()
+    st.snapshot()
+    st.close()
+    assert new_state(model, state_dir=tmp_path).n_pending == 0  # same model: scores kept
+    feats = account_features(events.head(5000)).collect()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        other = DistillScorer(detectors=("capped_sum",), cap=2.0).fit(feats)
+    back = new_state(other, state_dir=tmp_path)
+    assert back.n_pending == back.n_accounts == st.n_accounts
+
+
+def test_wal_ignores_a_torn_tail(tmp_path: Path, events: pl.DataFrame) -> None:
+    wal = WriteAheadLog(tmp_path)
+    for i in range(3):
+        wal.append(events.slice(i * 10, 10).select("ts", "request_id"))
+    wal.close()
+    seg = wal.segments()[0]
+    seg.write_bytes(seg.read_bytes()[:-7])  # the last record was never acknowledged
+    again = WriteAheadLog(tmp_path)
+    assert [s for s, _ in again.replay()] == [1, 2]
+    again.open_segment()
+    assert again.append(events.head(1).select("ts", "request_id")) == 3
+    assert again.delete_through(2) == 1 and [s for s, _ in again.replay()] == [3]
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def test_metrics_on_a_fresh_registry(model: DistillScorer, events: pl.DataFrame) -> None:
+    registry = CollectorRegistry()
+    metrics = ServiceMetrics(registry, top_n=3)
+    st = new_state(model)
+    metrics.bind(st)
+    metrics.set_model(model.info())
+    body = to_ndjson(events.head(600)) + b'{"bad": 1}\n'
+    outcome = ingest_body(st, body, max_events=1000)
+    metrics.record_ingest(outcome.accepted, outcome.duplicates, outcome.rejected, 0.01)
+    metrics.record_rescore(st.rescore())
+    value = registry.get_sample_value
+    assert value("distillguard_events_ingested_total") == 600
+    assert value("distillguard_events_rejected_total", {"reason": "missing_field"}) == 1
+    assert value("distillguard_events_rejected_total", {"reason": "stale"}) == 0
+    assert value("distillguard_window_events") == 600
+    n = events.head(600)["account_id"].n_unique()
+    assert value("distillguard_accounts_tracked") == n
+    assert value("distillguard_accounts_rescored_total") == n
+    assert value("distillguard_account_score_bucket", {"le": "+Inf"}) == n
+    assert value("distillguard_rescore_duration_seconds_count") == 1
+    assert value("distillguard_state_ready") == 1
+    assert value("distillguard_campaigns") == 0
+    top = [
+        s
+        for f in registry.collect()
+        if f.name == "distillguard_top_account_score"
+        for s in f.samples
+    ]
+    assert [s.labels["rank"] for s in top] == ["1", "2", "3"]
+    assert top[0].value == max(v.score.score for v in st.top_accounts(0, 10_000) if v.score)
+    assert REGISTRY.get_sample_value("distillguard_events_ingested_total") is None
