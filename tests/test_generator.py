@@ -160,3 +160,9 @@ def test_real_corpus_prompts_are_used() -> None:
     attack = prompts.filter(pl.col("is_attack"))["prompt"].to_list()
     real_math = load_corpus(corpus).math.to_list()[:2000]
     assert any(q[:60] in p for p in attack for q in real_math[:200])
+
+
+def test_output_does_not_depend_on_worker_count() -> None:
+    one = generate("demo", seed=8, scale=0.1, workers=1)
+    two = generate("demo", seed=8, scale=0.1, workers=3)
+    assert one.events.equals(two.events) and one.labels.equals(two.labels)
