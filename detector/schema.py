@@ -82,7 +82,7 @@ LABEL_SCHEMA: dict[str, pl.DataType] = {
     "campaign_id": pl.String(),
 }
 
-_INT_RANGES: dict[str, tuple[int, int]] = {
+INT_RANGES: dict[str, tuple[int, int]] = {
     "Int16": (-(2**15), 2**15 - 1),
     "Int32": (-(2**31), 2**31 - 1),
 }
@@ -123,29 +123,34 @@ class EventSchemaError(ValueError):
 # --------------------------------------------------------------------------- record checks
 
 
-def _check_value(field: str, value: Any, dtype: pl.DataType) -> str | None:
+def check_timestamp(value: Any) -> str | None:
+    """Reason why one non-null JSON value is not a timestamp with a time zone; None if it is."""
+    if not isinstance(value, str):
+        return f"expected an ISO-8601 timestamp string, got {type(value).__name__}"
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return f"cannot parse {value!r} as an ISO-8601 timestamp"
+    if parsed.tzinfo is None:
+        return f"timestamp {value!r} has no time zone (use Z or +00:00)"
+    return None
+
+
+def check_value(field: str, value: Any, dtype: pl.DataType) -> str | None:
     """Reason why one JSON value cannot be stored in ``dtype``; None when it can."""
     name = dtype.base_type().__name__ if hasattr(dtype, "base_type") else str(dtype)
     if value is None:
         return None if field in NULLABLE_EVENT_COLUMNS else "is required but null"
     if isinstance(dtype, pl.Datetime):
-        if not isinstance(value, str):
-            return f"expected an ISO-8601 timestamp string, got {type(value).__name__}"
-        try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return f"cannot parse {value!r} as an ISO-8601 timestamp"
-        if parsed.tzinfo is None:
-            return f"timestamp {value!r} has no time zone (use Z or +00:00)"
-        return None
+        return check_timestamp(value)
     if isinstance(dtype, pl.String):
         return None if isinstance(value, str) else f"expected a string, got {type(value).__name__}"
     if isinstance(dtype, pl.Boolean):
         return None if isinstance(value, bool) else f"expected true/false, got {value!r}"
-    if name in _INT_RANGES:
+    if name in INT_RANGES:
         if isinstance(value, bool) or not isinstance(value, int):
             return f"expected an integer, got {value!r}"
-        lo, hi = _INT_RANGES[name]
+        lo, hi = INT_RANGES[name]
         if not lo <= value <= hi:
             return f"integer {value} out of range for {name}"
         return None
@@ -172,7 +177,7 @@ def check_record(record: Any, *, allow_unknown: bool = False) -> list[tuple[str 
             if field not in NULLABLE_EVENT_COLUMNS:
                 problems.append((field, "missing required field"))
             continue
-        reason = _check_value(field, record[field], dtype)
+        reason = check_value(field, record[field], dtype)
         if reason:
             problems.append((field, reason))
     if not allow_unknown:
@@ -184,9 +189,22 @@ def check_record(record: Any, *, allow_unknown: bool = False) -> list[tuple[str 
 
 def records_to_frame(records: Sequence[dict[str, Any]]) -> pl.DataFrame:
     """Build a canonical frame from records that passed :func:`check_record`."""
-    raw_schema = {c: (pl.String() if c == "ts" else t) for c, t in EVENT_SCHEMA.items()}
-    cols = {c: [r.get(c) for r in records] for c in EVENT_COLUMNS}
-    df = pl.DataFrame(cols, schema=raw_schema, strict=False)
+    return columns_to_frame({c: [r.get(c) for r in records] for c in EVENT_COLUMNS})
+
+
+_RAW_SCHEMA: dict[str, pl.DataType] = {
+    c: (pl.String() if c == "ts" else t) for c, t in EVENT_SCHEMA.items()
+}
+
+
+def columns_to_frame(columns: dict[str, list[Any]]) -> pl.DataFrame:
+    """Build a canonical frame from the values, column by column (every
+    :data:`EVENT_COLUMNS` key, lists of equal length), of records that passed
+    :func:`check_record`. Raises when a timestamp layout cannot be read by polars (e.g. layouts
+    mixed in one batch): convert such records one at a time."""
+    df = pl.DataFrame(
+        [pl.Series(c, columns[c], dtype=t, strict=False) for c, t in _RAW_SCHEMA.items()]
+    )
     return df.with_columns(_parse_ts(pl.col("ts")))
 
 

@@ -1,9 +1,11 @@
 """Decode and validate an ingest body (no HTTP here): NDJSON or a JSON array of canonical events.
 
-Each line is checked with :func:`detector.schema.check_record` (unknown fields rejected); good
-lines become a canonical frame (:func:`detector.schema.records_to_frame`) and go to
-:meth:`service.state.ScoringState.ingest`; bad lines are reported one problem per entry
-(``line``, ``field``, ``reason``) and counted by a bounded reason category.
+Bodies are validated a batch at a time by :mod:`detector.batch_validation` (orjson decoding and
+column-wise checks; only the records those flag are checked one by one with
+:func:`detector.schema.check_record`): the results are identical to checking each line on its
+own. Valid lines become a canonical frame for :meth:`service.state.ScoringState.ingest`; bad
+lines are reported one problem per entry (``line``, ``field``, ``reason``; lines numbered from 1
+in the body as sent, blank lines counted) and counted by a bounded reason category.
 """
 
 from __future__ import annotations
@@ -12,9 +14,16 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import polars as pl
 
-from detector.schema import check_record, records_to_frame
+from detector.batch_validation import (
+    MalformedRecord,
+    TooManyEvents,
+    ValidatedBatch,
+    validate_ndjson,
+    validate_records,
+)
 from service.records import IngestResult
 from service.state import ScoringState
 
@@ -56,14 +65,21 @@ class LineProblem:
 
 @dataclass
 class ParsedBatch:
-    records: list[dict[str, Any]] = field(default_factory=list)
-    lines: list[int] = field(default_factory=list)  # line of each record
+    frame: pl.DataFrame  # canonical events of the valid lines
+    lines: list[int] = field(default_factory=list)  # line of each frame row
     problems: list[LineProblem] = field(default_factory=list)
     rejected: dict[int, str] = field(default_factory=dict)  # line -> reason category
 
     def reject(self, line: int, fld: str | None, reason: str) -> None:
         self.problems.append(LineProblem(line, fld, reason))
         self.rejected.setdefault(line, reason_category(reason))
+
+    @classmethod
+    def of(cls, checked: ValidatedBatch) -> ParsedBatch:
+        batch = cls(checked.frame, checked.rows)
+        for line, fld, reason in checked.problems:
+            batch.reject(line, fld, reason)
+        return batch
 
 
 @dataclass
@@ -90,14 +106,34 @@ def reason_category(reason: str) -> str:
     return "invalid_value"
 
 
-def _check(batch: ParsedBatch, line: int, obj: Any) -> None:
-    problems = check_record(obj)
-    if problems:
-        for fld, reason in problems:
-            batch.reject(line, fld, reason)
-    else:
-        batch.records.append(obj)
-        batch.lines.append(line)
+def _parse_array(text: bytes, max_events: int) -> ValidatedBatch:
+    """A JSON array of events (elements numbered from 1), decoded as the stdlib ``json``
+    would: orjson, and ``json`` for what orjson refuses or for flagged elements."""
+    try:
+        items = orjson.loads(text)
+        slow: list[Any] | None = None
+    except orjson.JSONDecodeError:
+        try:
+            items = slow = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+            raise BodyError(400, "malformed_body", f"malformed JSON array: {exc}") from None
+    if not isinstance(items, list):  # pragma: no cover - '[' always decodes to a list
+        raise BodyError(400, "malformed_body", "expected a JSON array of events")
+    if len(items) > max_events:
+        raise BodyError(
+            413, "too_many_events", f"{len(items)} events in one request; max {max_events}"
+        )
+
+    def exact(i: int) -> Any:
+        nonlocal slow
+        if slow is None:
+            try:
+                slow = json.loads(text)
+            except RecursionError:
+                raise MalformedRecord("malformed JSON: nested too deeply") from None
+        return slow[i]
+
+    return validate_records(items, range(1, len(items) + 1), exact)
 
 
 def parse_body(body: bytes, max_events: int) -> ParsedBatch:
@@ -107,69 +143,20 @@ def parse_body(body: bytes, max_events: int) -> ParsedBatch:
         raise BodyError(
             400, "empty", "empty body: send NDJSON (one JSON event per line) or a JSON array"
         )
-    batch = ParsedBatch()
     if text.startswith(b"["):
-        try:
-            items = json.loads(text)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise BodyError(400, "malformed_body", f"malformed JSON array: {exc}") from None
-        if not isinstance(items, list):  # pragma: no cover - '[' always decodes to a list
-            raise BodyError(400, "malformed_body", "expected a JSON array of events")
-        if len(items) > max_events:
-            raise BodyError(
-                413, "too_many_events", f"{len(items)} events in one request; max {max_events}"
-            )
-        for i, obj in enumerate(items, start=1):
-            _check(batch, i, obj)
-        return batch
-    n = 0
-    for lineno, raw in enumerate(text.split(b"\n"), start=1):
-        raw = raw.strip()
-        if not raw:
-            continue
-        n += 1
-        if n > max_events:
-            raise BodyError(413, "too_many_events", f"more than {max_events} events in one request")
-        try:
-            obj = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            batch.reject(lineno, None, f"malformed JSON: {exc.msg} at column {exc.colno}")
-            continue
-        except UnicodeDecodeError as exc:
-            batch.reject(lineno, None, f"malformed JSON: not UTF-8 ({exc.reason})")
-            continue
-        _check(batch, lineno, obj)
-    return batch
-
-
-def to_frame(batch: ParsedBatch) -> tuple[pl.DataFrame, list[int]]:
-    """Canonical frame of the valid records and the line of each row.
-
-    Records that pass :func:`check_record` but still cannot be stored (e.g. a timestamp layout
-    polars does not read) are rejected individually instead of failing the batch."""
-    if not batch.records:
-        return records_to_frame([]), []
+        return ParsedBatch.of(_parse_array(text, max_events))
     try:
-        return records_to_frame(batch.records), batch.lines
-    except Exception:  # mixed timestamp layouts etc.: convert one by one to find the culprits
-        frames: list[pl.DataFrame] = []
-        lines: list[int] = []
-        for rec, line in zip(batch.records, batch.lines, strict=True):
-            try:
-                frames.append(records_to_frame([rec]))
-                lines.append(line)
-            except Exception as exc:
-                batch.reject(line, "ts", f"cannot be stored: {str(exc).splitlines()[0]}")
-        empty = records_to_frame([])
-        return (pl.concat(frames, how="vertical") if frames else empty), lines
+        return ParsedBatch.of(validate_ndjson(body, max_events))
+    except TooManyEvents as exc:
+        raise BodyError(413, "too_many_events", str(exc)) from None
 
 
 def ingest_body(state: ScoringState, body: bytes, max_events: int) -> BatchOutcome:
     """Parse, validate and ingest one request body (runs in a worker thread)."""
     batch = parse_body(body, max_events)
-    frame, lines = to_frame(batch)
+    lines = batch.lines
     try:
-        result = state.ingest(frame)
+        result = state.ingest(batch.frame)
     except OSError as exc:
         raise BodyError(503, "storage_error", f"write-ahead log unavailable: {exc}") from exc
     if result.stale_rows:

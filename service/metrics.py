@@ -128,7 +128,7 @@ def _le(bound: float) -> str:
 
 
 def _campaign_families(campaigns: dict[str, Any]) -> Iterator[Metric]:
-    """Hook for campaign metrics: ``state.campaigns`` stays empty until campaigns land."""
+    """Campaign metrics from the last live campaign pass (``state.campaigns``)."""
     sizes = [len(getattr(c, "members", ())) for c in campaigns.values()]
     yield GaugeMetricFamily(
         "distillguard_campaigns", "Campaigns (groups of linked accounts) detected.", len(sizes)

@@ -29,6 +29,7 @@ class AccountScore:
     window_start: datetime
     window_end: datetime
     scored_at: datetime
+    score_alone: float | None = None  # before campaign evidence; None: same as ``score``
 
     def feature_dict(self) -> dict[str, float | None]:
         return {
@@ -47,13 +48,29 @@ class AccountView:
 
 @dataclass(frozen=True)
 class CampaignView:
-    """A group of linked accounts. Hook: ``ScoringState.campaigns`` stays empty until campaign
-    detection is wired into the rescoring pass."""
+    """A group of linked accounts found by the last campaign pass (see
+    :mod:`service.live_campaigns`)."""
 
     campaign_id: str
     score: float
     members: tuple[str, ...]
     reasons: tuple[str, ...] = ()
+    lift: float = 0.0  # raw-score units added to its members (0: it lifts nobody)
+    strength: float = 0.0  # 0-1, how unusual its typical member is on its own
+    median_score: float | None = None  # its typical member's own score
+    n_flagged_alone: int = 0  # members flagged on their own
+
+
+@dataclass(frozen=True)
+class CampaignPass:
+    """What the last campaign pass saw, and when."""
+
+    computed_at: datetime
+    window_start: datetime | None
+    window_end: datetime | None
+    n_events: int
+    n_accounts: int
+    duration_s: float
 
 
 @dataclass
@@ -67,12 +84,20 @@ class IngestResult:
 @dataclass
 class RescoreReport:
     rescored: int = 0
+    campaign_pass: bool = False  # the pass rescored the whole window and found campaigns
+    campaigns: int = 0  # campaigns found (campaign passes only)
     duration_s: float = 0.0
     expired_events: int = 0
     capped_events: int = 0
     dropped_account_events: int = 0
     evicted_accounts: int = 0
     dropped_accounts: int = 0
+
+
+def _alone(rec: AccountScore | None) -> float | None:
+    if rec is None:
+        return None
+    return rec.score if rec.score_alone is None else rec.score_alone
 
 
 def accounts_frame(
@@ -90,6 +115,7 @@ def accounts_frame(
             "last_seen": pl.Series([last_seen[a] for a in ids], dtype=ts),
             "dirty": pl.Series([a in dirty for a in ids], dtype=pl.Boolean),
             "score": pl.Series([r.score if r else None for r in recs], dtype=pl.Float64),
+            "score_alone": pl.Series([_alone(r) for r in recs], dtype=pl.Float64),
             "raw_score": pl.Series([r.raw_score if r else None for r in recs], dtype=pl.Float64),
             "flagged": pl.Series([r.flagged if r else None for r in recs], dtype=pl.Boolean),
             "reasons": pl.Series(
@@ -114,17 +140,19 @@ def accounts_from_frame(
     dirty: set[str] = set()
     scores: dict[str, AccountScore] = {}
     values = frame.select(FEATURE_NAMES).to_numpy().astype(np.float64)
+    if "score_alone" not in frame.columns:  # a snapshot from before campaigns
+        frame = frame.with_columns(pl.col("score").alias("score_alone"))
     cols = ["account_id", "last_seen", "dirty", "score", "raw_score", "flagged", "reasons"]
-    cols += ["n_events", "window_start", "window_end", "scored_at"]
+    cols += ["n_events", "window_start", "window_end", "scored_at", "score_alone"]
     for i, row in enumerate(frame.select(cols).iter_rows()):
-        acc, last, is_dirty, score, raw, flagged, reasons, n, lo, hi, at = row
+        acc, last, is_dirty, score, raw, flagged, reasons, n, lo, hi, at, alone = row
         last_seen[acc] = last
         if is_dirty:
             dirty.add(acc)
         if score is not None:
             scores[acc] = AccountScore(
                 float(score), float(raw), bool(flagged), tuple(reasons or ()),
-                values[i].copy(), int(n), lo, hi, at,
+                values[i].copy(), int(n), lo, hi, at, float(alone),
             )  # fmt: skip
     return last_seen, dirty, scores
 

@@ -4,7 +4,8 @@
 
 - ``start``: load the scorer (a failure aborts start-up), then in the background: warm the model
   up (pyod's HBOS compiles with numba on first use), restore the snapshot and replay the
-  write-ahead log, mark the state ready and start the rescoring and snapshot loops.
+  write-ahead log, mark the state ready and start the rescoring and snapshot loops (a campaign
+  pass is a rescoring pass of the whole window, run by the same loop when due).
 - ``stop``: stop the loops and write a final snapshot (only if the state was fully restored:
   a half-restored state must never overwrite a good snapshot).
 """
@@ -71,6 +72,9 @@ class Runtime:
             top_n=s.top_n,
             accounts_table=accounts,
             state_dir=s.snapshot_path,
+            campaigns=s.campaigns,
+            campaign_interval_s=s.campaign_interval_s,
+            campaign_every_passes=s.campaign_every_passes,
         )
         self.metrics.bind(self.state)
         self.metrics.set_model(self.model.info())
@@ -99,7 +103,8 @@ class Runtime:
         self.metrics.record_rescore(report)
         if report.duration_s > self.settings.rescore_interval_s:
             log.info(
-                "rescoring pass took %.2f s (%d accounts, %d window events)",
+                "%s pass took %.2f s (%d accounts, %d window events)",
+                "campaign" if report.campaign_pass else "rescoring",
                 report.duration_s,
                 report.rescored,
                 self.state.n_events,

@@ -88,6 +88,31 @@ class Settings(BaseSettings):
             "features and scores for the accounts that received events since the last pass."
         ),
     )
+    campaigns: bool = Field(
+        default=True,
+        description=(
+            "Detect campaigns (groups of linked accounts) live: a campaign pass rescores the "
+            "whole window and runs the offline campaign detection on it, lifting members of "
+            "suspicious campaigns as the offline audit does. False: account scores only."
+        ),
+    )
+    campaign_interval_s: float = Field(
+        default=30.0,
+        gt=0,
+        description=(
+            "Seconds between campaign passes (a pass runs only when the window changed since "
+            "the last one). Its cost grows with the window (features of every account plus "
+            "linkage: about 2 s for 400k events on 2 cores) and delays that rescoring pass."
+        ),
+    )
+    campaign_every_passes: int = Field(
+        default=0,
+        ge=0,
+        description=(
+            "Also run a campaign pass every this many rescoring passes, whichever comes first "
+            "with campaign_interval_s; 0: by time only."
+        ),
+    )
     snapshot_path: Path | None = Field(
         default=None,
         description=(

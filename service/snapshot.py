@@ -7,6 +7,8 @@ Layout under the state directory::
                                           window)
     snap-<wal_seq:020d>/accounts.parquet  per account: last_seen, dirty, and the last score,
                                           reasons and feature values (null if never scored)
+    snap-<wal_seq:020d>/campaigns.parquet the campaigns of the last campaign pass (optional:
+                                          absent from snapshots written before campaigns)
     snap-<wal_seq:020d>/meta.json         wal_seq (last log record included), window_end, time
     CURRENT                               name of the newest complete snapshot directory
 
@@ -34,6 +36,7 @@ class SnapshotData:
     events: pl.DataFrame
     accounts: pl.DataFrame
     meta: dict[str, Any]
+    campaigns: pl.DataFrame | None = None
 
 
 def _fsync_path(path: Path) -> None:
@@ -56,6 +59,8 @@ def write_snapshot(root: str | Path, data: SnapshotData) -> Path:
     tmp.mkdir()
     data.events.write_parquet(tmp / "events.parquet", compression="zstd")
     data.accounts.write_parquet(tmp / "accounts.parquet", compression="zstd")
+    if data.campaigns is not None:
+        data.campaigns.write_parquet(tmp / "campaigns.parquet", compression="zstd")
     (tmp / "meta.json").write_text(json.dumps(data.meta, indent=2, default=str) + "\n")
     for f in tmp.iterdir():
         _fsync_path(f)
@@ -82,10 +87,12 @@ def read_snapshot(root: str | Path) -> SnapshotData | None:
         return None
     snap = base / pointer.read_text().strip()
     meta = json.loads((snap / "meta.json").read_text())
+    campaigns = snap / "campaigns.parquet"
     return SnapshotData(
         events=pl.read_parquet(snap / "events.parquet"),
         accounts=pl.read_parquet(snap / "accounts.parquet"),
         meta=meta,
+        campaigns=pl.read_parquet(campaigns) if campaigns.exists() else None,
     )
 
 

@@ -12,15 +12,18 @@ No HTTP here. :class:`ScoringState` is driven by the API (``ingest``) and by bac
 - **Rescoring.** Each pass recomputes features only for the accounts touched since the last pass
   (or that lost events to eviction) by calling THE feature code,
   :func:`detector.features.account_features`, on those accounts' window events, then
-  ``model.score``. The function's only cross-account inputs are the window bounds (passed
-  explicitly) and each model's first appearance in the window (supplied by adding, for every
-  model, its earliest window event — discarded afterwards), so a live score equals the offline
-  ``model.score(account_features(window_events))`` for the same window.
+  ``model.score`` (:mod:`service.rescoring`: a live score equals the offline one for the same
+  window).
+- **Campaigns.** Every ``campaign_interval_s`` seconds or ``campaign_every_passes`` passes
+  (when the window changed), a pass rescores the WHOLE window and runs
+  :func:`detector.campaigns.detect_campaigns` on it, as the offline audit does; between such
+  passes, rescored accounts get their campaign's lift through the same
+  :func:`detector.campaigns.apply_campaigns` (see :mod:`service.live_campaigns`).
 - **Bounds.** Accounts idle past the window are forgotten; past ``max_accounts`` the least
   recently seen are dropped; past ``max_window_events`` the oldest events are evicted.
 - **Durability.** An accepted batch is appended to the write-ahead log (fsync) before
-  :meth:`ingest` returns; :meth:`snapshot` writes Parquet and trims the log; :meth:`restore`
-  loads the snapshot and replays the log after it.
+  :meth:`ingest` returns; :meth:`snapshot` writes Parquet (events, accounts, campaigns) and
+  trims the log; :meth:`restore` loads the snapshot and replays the log after it.
 """
 
 from __future__ import annotations
@@ -32,13 +35,12 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 
-from detector.features import FEATURE_NAMES, account_features
 from detector.fingerprints import fingerprint_events
 from detector.models import DistillScorer
 from detector.schema import empty_events
+from service.live_campaigns import LiveCampaigns, pass_from_meta, pass_meta
 from service.records import (
     AccountScore,
     AccountView,
@@ -49,6 +51,7 @@ from service.records import (
     accounts_from_frame,
     model_identity,
 )
+from service.rescoring import score_accounts, score_window
 from service.snapshot import SnapshotData, read_snapshot, snapshot_time, write_snapshot
 from service.summary import ScoreSummary, summarise
 from service.wal import WriteAheadLog, encode_frame
@@ -75,8 +78,14 @@ class ScoringState:
         accounts_table: pl.DataFrame | None = None,
         state_dir: str | Path | None = None,
         wal_fsync: bool = True,
+        campaigns: bool = True,
+        campaign_interval_s: float = 30.0,
+        campaign_every_passes: int = 0,
     ) -> None:
         self.model = model
+        self.campaigns_enabled = campaigns
+        self.campaign_interval_s = campaign_interval_s
+        self.campaign_every_passes = campaign_every_passes
         self.window = window
         self.max_accounts = max_accounts
         self.max_window_events = max_window_events
@@ -98,8 +107,11 @@ class ScoringState:
         self._scores: dict[str, AccountScore] = {}
         self._window_end: datetime | None = None
         self.summary = ScoreSummary()
-        self.campaigns: dict[str, CampaignView] = {}  # hook: empty until campaigns land
-        self.campaign_of: dict[str, str] = {}  # account_id -> campaign_id (same hook)
+        self.live = LiveCampaigns()  # the last campaign pass (replaced whole)
+        self._campaigns_stale = False  # the window changed since the last campaign pass
+        self._campaigns_running = False  # a campaign pass is under way
+        self._passes_since_campaigns = 0
+        self._campaigns_clock: float | None = None  # monotonic time of the last campaign pass
         self.ready = False
         self.last_snapshot_at: datetime | None = None
         self.last_rescore_at: datetime | None = None
@@ -152,6 +164,7 @@ class ScoringState:
             if cur is None or ts > cur:
                 self._last_seen[acc] = ts
             self._dirty.add(acc)
+        self._campaigns_stale = True
         end: datetime = frame["ts"].max()  # type: ignore[assignment]
         if self._window_end is None or end > self._window_end:
             self._window_end = end
@@ -169,6 +182,9 @@ class ScoringState:
                 self._inflight = set(dirty)
                 end = self._window_end
                 dropped = self._pick_dropped_accounts()
+                whole = self._campaigns_due(bool(dropped))
+                if whole:  # events arriving from now on are not in this pass's window
+                    self._campaigns_stale, self._campaigns_running = False, True
             window, removed = self._compact(frames, end, dropped, report)
             remaining = set(window["account_id"].unique().to_list())
             removed_ids = removed["request_id"].to_list()
@@ -183,12 +199,31 @@ class ScoringState:
                     elif acc not in self._dirty:  # no events left, none arrived meanwhile
                         self._forget(acc)
                         report.evicted_accounts += 1
-            todo = dirty & remaining
-            scored = self._score_accounts(window, todo) if todo else {}
+                if removed.height and not whole:
+                    self._campaigns_stale = True
+            live: LiveCampaigns | None = None
+            try:
+                if whole:
+                    scored, live = self._score_window(window, report)
+                else:
+                    todo = dirty & remaining
+                    scored = self._score_accounts(window, todo) if todo else {}
+            except BaseException:  # the next pass retries these accounts (and campaigns)
+                with self._lock:
+                    self._dirty |= dirty & set(self._last_seen)
+                    self._inflight = set()
+                    if whole:
+                        self._campaigns_stale, self._campaigns_running = True, False
+                raise
             with self._lock:
                 for acc, rec in scored.items():
                     if acc in self._last_seen:
                         self._scores[acc] = rec
+                if live is not None:
+                    gone = [a for a in live.member_of if a not in self._last_seen]
+                    for acc in gone:
+                        del live.member_of[acc]
+                    self.live, self._campaigns_running = live, False
                 self._inflight = set()
                 changed = bool(scored or dropped or report.evicted_accounts)
                 triples = (
@@ -201,6 +236,18 @@ class ScoringState:
             report.duration_s = time.perf_counter() - t0
             self.last_rescore_at = datetime.now(UTC)
             return report
+
+    def _campaigns_due(self, dropped: bool) -> bool:
+        """(Lock held.) Is this pass a campaign pass? Counts the pass."""
+        self._passes_since_campaigns += 1
+        if not self.campaigns_enabled or not (self._campaigns_stale or dropped):
+            return False
+        if self._campaigns_clock is None:
+            return True
+        every = self.campaign_every_passes
+        if every and self._passes_since_campaigns >= every:
+            return True
+        return time.monotonic() - self._campaigns_clock >= self.campaign_interval_s
 
     def _pick_dropped_accounts(self) -> set[str]:
         """(Lock held.) Past the account cap: forget the least recently seen accounts now."""
@@ -217,6 +264,7 @@ class ScoringState:
     def _forget(self, acc: str) -> None:
         self._last_seen.pop(acc, None)
         self._scores.pop(acc, None)
+        self.live.member_of.pop(acc, None)
 
     def _compact(
         self,
@@ -253,46 +301,17 @@ class ScoringState:
         return window, gone
 
     def _score_accounts(self, window: pl.DataFrame, accounts: set[str]) -> dict[str, AccountScore]:
-        """Features (THE feature code) and scores for ``accounts`` over ``window``."""
-        ids = pl.Series("account_id", sorted(accounts), dtype=pl.String)
-        mine = pl.col("account_id").is_in(ids.implode())
-        sub = window.filter(mine)
-        # the earliest window event of each model (account_features reads model first-seen)
-        anchors = window.filter(~mine & (pl.col("ts") == pl.col("ts").min().over("model"))).unique(
-            subset="model", keep="any"
-        )
-        lo: datetime = window["ts"].min()  # type: ignore[assignment]
-        hi: datetime = window["ts"].max()  # type: ignore[assignment]
-        feats = (
-            account_features(
-                pl.concat([sub, anchors]).lazy(),
-                self.accounts_table,
-                window_start=lo,
-                window_end=hi,
-            )
-            .filter(pl.col("account_id").is_in(ids.implode()))
-            .collect()
-        )
-        scored = self.model.score(feats)
-        counts = dict(sub.group_by("account_id").len().iter_rows())
-        values = feats.select(FEATURE_NAMES).to_numpy().astype(np.float64)
-        now = datetime.now(UTC)
-        out: dict[str, AccountScore] = {}
-        for i, (acc, score, raw, flagged, reasons) in enumerate(
-            scored.select("account_id", "score", "raw_score", "flagged", "reasons").iter_rows()
-        ):
-            out[acc] = AccountScore(
-                score=float(score),
-                raw_score=float(raw),
-                flagged=bool(flagged),
-                reasons=tuple(reasons or ()),
-                features=values[i].copy(),
-                n_events=int(counts.get(acc, 0)),
-                window_start=lo,
-                window_end=hi,
-                scored_at=now,
-            )
-        return out
+        return score_accounts(window, accounts, self.model, self.accounts_table, self.live)
+
+    def _score_window(
+        self, window: pl.DataFrame, report: RescoreReport
+    ) -> tuple[dict[str, AccountScore], LiveCampaigns]:
+        """The campaign pass (see :func:`service.rescoring.score_window`)."""
+        report.campaign_pass = True
+        scored, live = score_window(window, self.model, self.accounts_table)
+        self._campaigns_clock, self._passes_since_campaigns = time.monotonic(), 0
+        report.campaigns = len(live.views)
+        return scored, live
 
     # ------------------------------------------------------------------ queries
     @property
@@ -315,6 +334,22 @@ class ScoringState:
     @property
     def wal_seq(self) -> int:
         return self.wal.last_seq if self.wal is not None else 0
+
+    @property
+    def campaigns(self) -> dict[str, CampaignView]:
+        """Campaigns of the last campaign pass, by id."""
+        return self.live.views
+
+    @property
+    def campaign_of(self) -> dict[str, str]:
+        """account_id -> campaign_id (members of the last pass's campaigns still tracked)."""
+        return self.live.member_of
+
+    @property
+    def campaigns_current(self) -> bool:
+        """The last campaign pass saw the window as it stands (no event added or evicted
+        since)."""
+        return self.live.last is not None and not (self._campaigns_stale or self._campaigns_running)
 
     def account(self, account_id: str) -> AccountView | None:
         with self._lock:
@@ -356,6 +391,7 @@ class ScoringState:
                 scores = dict(self._scores)
                 dirty = self._dirty | self._inflight
                 end = self._window_end
+                live, current = self.live, self.campaigns_current
                 seq = self.wal.rotate() if self.wal is not None else 0
             now = datetime.now(UTC)
             events = (
@@ -371,10 +407,11 @@ class ScoringState:
                 "n_events": events.height,
                 "n_accounts": len(last_seen),
                 "model": model_identity(self.model),
+                "campaign_pass": pass_meta(live.last, current),
             }
+            accounts = accounts_frame(last_seen, scores, dirty)
             path = write_snapshot(
-                self.state_dir,
-                SnapshotData(events, accounts_frame(last_seen, scores, dirty), meta),
+                self.state_dir, SnapshotData(events, accounts, meta, campaigns=live.table)
             )
             if self.wal is not None:
                 with self._lock:
@@ -417,9 +454,18 @@ class ScoringState:
         end = snap.meta.get("window_end")
         self._window_end = datetime.fromisoformat(end) if end else None
         self._last_seen, self._dirty, self._scores = accounts_from_frame(snap.accounts)
+        last_pass = snap.meta.get("campaign_pass") or {}
+        if snap.campaigns is not None:
+            self.live = LiveCampaigns.from_table(snap.campaigns, pass_from_meta(last_pass))
+            for acc in [a for a in self.live.member_of if a not in self._last_seen]:
+                del self.live.member_of[acc]
+        # a snapshot from before campaigns, or taken while events awaited a campaign pass
+        current = snap.campaigns is not None and bool(last_pass.get("current"))
+        self._campaigns_stale = bool(self._last_seen) and not current
         if snap.meta.get("model") != model_identity(self.model):
             log.warning("the model changed since the snapshot: rescoring every account")
             self._dirty = set(self._last_seen)
+            self._campaigns_stale = bool(self._last_seen)
         self.summary = summarise(
             ((a, s.score, s.flagged) for a, s in self._scores.items()), self.top_n
         )

@@ -113,6 +113,21 @@ def settle(client: httpx.Client, timeout: float = 30.0) -> None:
     wait_for(lambda: scrape(client)[("distillguard_accounts_pending", ())] == 0, timeout)
 
 
+def settle_campaigns(client: httpx.Client, timeout: float = 60.0) -> dict[str, Any]:
+    """Wait until every acknowledged event is scored AND a campaign pass has seen the window as
+    it stands; returns ``GET /v1/campaigns`` (the client needs the read scope)."""
+    out: dict[str, Any] = {}
+
+    def done() -> bool:
+        r = client.get("/v1/campaigns")
+        r.raise_for_status()
+        out.update(r.json())
+        return bool(out["current"]) and scrape(client)[("distillguard_accounts_pending", ())] == 0
+
+    wait_for(done, timeout)
+    return out
+
+
 def all_accounts(client: httpx.Client, token: str = READ) -> dict[str, dict[str, Any]]:
     r = client.get(
         "/v1/accounts",

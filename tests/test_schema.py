@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import gzip
 import json
+import random
 from pathlib import Path
 
 import polars as pl
 import pytest
 
+from detector.batch_validation import (
+    TooManyEvents,
+    validate_ndjson,
+    validate_ndjson_per_line,
+    validate_records,
+)
 from detector.schema import (
     EVENT_SCHEMA,
     EventSchemaError,
@@ -17,6 +24,7 @@ from detector.schema import (
     records_to_frame,
 )
 from synthetic_logs.generate import Generated
+from tests.batch_support import mutate
 
 
 @pytest.fixture()
@@ -107,3 +115,47 @@ def test_check_record_and_records_to_frame(small: pl.DataFrame) -> None:
     fields = {f for f, _ in check_record(bad)}
     assert fields == {"n", "stream", "ts"}
     assert check_record([1, 2]) == [(None, "expected a JSON object, got list")]
+
+
+# --------------------------------------------------------------------------- batch validation
+
+
+def test_fast_batch_validation_equals_the_per_line_path(small: pl.DataFrame) -> None:
+    """Property: random batches of valid and broken lines give the same accepted frame, the same
+    lines and the same (line, field, reason) problems through the fast path and line by line."""
+    base = _ndjson_lines(small)
+    rejected_somewhere = 0
+    for seed in range(120):
+        rng = random.Random(seed)
+        n = rng.choice([1, 3, 20, 60])
+        clean = seed % 4 == 0  # a quarter of the batches are entirely valid: the fast path
+        lines = [
+            json.dumps(dict(base[(seed + i) % len(base)], request_id=f"r{i}"))
+            if clean
+            else mutate(rng, base[(seed + i) % len(base)], i)
+            for i in range(n)
+        ]
+        body = "\n".join(lines).encode("utf-8", "surrogatepass") + rng.choice([b"", b"\n"])
+        fast = validate_ndjson(body)
+        slow = validate_ndjson_per_line(body)
+        assert fast.problems == slow.problems, seed
+        assert fast.rows == slow.rows, seed
+        assert fast.frame.schema == slow.frame.schema == EVENT_SCHEMA
+        assert fast.frame.equals(slow.frame), seed
+        if clean:
+            assert not fast.problems and fast.frame.height == n
+        rejected_somewhere += bool(fast.problems)
+    assert rejected_somewhere > 60
+
+
+def test_batch_validation_reports_lines_of_the_body_as_sent(small: pl.DataFrame) -> None:
+    recs = [json.dumps(r) for r in _ndjson_lines(small.head(2))]
+    body = ("\n\n" + recs[0] + "\n  \n" + '{"ts": 1}' + "\n" + recs[1] + "\n").encode()
+    got = validate_ndjson(body)
+    assert got.rows == [3, 6] and got.frame.equals(small.head(2))
+    assert {line for line, _, _ in got.problems} == {5}
+    with pytest.raises(TooManyEvents):
+        validate_ndjson(body, max_events=2)
+    assert validate_ndjson(body, max_events=3).rows == [3, 6]
+    mixed = validate_records([json.loads(recs[0]), "x", {"ts": None}], lines=[7, 8, 9])
+    assert mixed.rows == [7] and mixed.problems[0] == (8, None, "expected a JSON object, got str")

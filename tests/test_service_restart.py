@@ -23,15 +23,16 @@ from tests.service_support import (
     model_path,
     scenario,
     scrape,
-    settle,
+    settle_campaigns,
     write_events,
 )
 
 
 def state_of(url: str) -> dict[str, Any]:
-    """Window size, accounts and every account's score, flag, reasons and features."""
+    """Window size, accounts, campaigns and every account's score, flag, reasons, campaign
+    and features, once scores and campaigns reflect every acknowledged event."""
     with client_for(url, BOTH) as c:
-        settle(c)
+        campaigns = settle_campaigns(c)
         metrics = scrape(c)
         accounts = all_accounts(c, BOTH)
         features = {a: c.get(f"/v1/accounts/{a}").json()["features"] for a in accounts}
@@ -39,8 +40,12 @@ def state_of(url: str) -> dict[str, Any]:
         "window_events": metrics[("distillguard_window_events", ())],
         "accounts_tracked": metrics[("distillguard_accounts_tracked", ())],
         "scores": {
-            a: (r["score"], r["flagged"], tuple(r["reasons"]), r["last_seen"], r["n_events"])
+            a: tuple(r[k] for k in ("score", "flagged", "last_seen", "n_events", "campaign"))
+            + tuple(r["reasons"])
             for a, r in accounts.items()
+        },
+        "campaigns": {
+            x["campaign_id"]: (x["score"], tuple(x["members"])) for x in campaigns["campaigns"]
         },
         "features": features,
     }
@@ -74,6 +79,7 @@ def test_restart_and_kill_9_lose_nothing_acknowledged(tmp_path: Path) -> None:
         snapshot_path=tmp_path / "state",
         snapshot_interval_s=3600,  # only the shutdown snapshot: the kill -9 case needs the log
         rescore_interval_s=0.2,
+        campaign_interval_s=0.5,
     )
     log = tmp_path / "server.log"
 

@@ -3,6 +3,8 @@ eviction, caps, snapshot/restore), the write-ahead log, and the metrics on a fre
 
 from __future__ import annotations
 
+import json
+import random
 import warnings
 from datetime import timedelta
 from pathlib import Path
@@ -12,14 +14,16 @@ import pytest
 from prometheus_client import REGISTRY, CollectorRegistry
 from pydantic import ValidationError
 
+from detector.batch_validation import validate_ndjson_per_line
 from detector.features import account_features
 from detector.models import DistillScorer
-from service.ingest import BodyError, ingest_body, parse_body, to_frame
+from service.ingest import BodyError, ingest_body, parse_body
 from service.metrics import ServiceMetrics
 from service.replay import to_ndjson
 from service.settings import Settings
 from service.state import ScoringState
 from service.wal import WriteAheadLog
+from tests.batch_support import mutate
 from tests.service_support import TEST_SEED, model_path, scenario
 
 
@@ -87,7 +91,8 @@ def test_mixed_timestamp_layouts_are_stored_or_rejected_per_line(events: pl.Data
     body = b"\n".join(
         [lines[0], lines[1].replace(b'Z"', b'+00:00"', 1), lines[2].replace(b'Z"', b'+02:00"', 1)]
     )
-    frame, rows = to_frame(parse_body(body, 10))
+    batch = parse_body(body, 10)
+    frame, rows = batch.frame, batch.lines
     assert frame.height == 3 and rows == [1, 2, 3]
     assert frame["ts"].to_list()[2] == events["ts"][2] - timedelta(hours=2)
 
@@ -227,3 +232,93 @@ def test_metrics_on_a_fresh_registry(model: DistillScorer, events: pl.DataFrame)
     assert [s.labels["rank"] for s in top] == ["1", "2", "3"]
     assert top[0].value == max(v.score.score for v in st.top_accounts(0, 10_000) if v.score)
     assert REGISTRY.get_sample_value("distillguard_events_ingested_total") is None
+
+
+# --------------------------------------------------------------------------- campaigns
+
+
+def _hydra_member(events: pl.DataFrame) -> str:
+    labels = scenario(TEST_SEED).labels
+    hydra = labels.filter(pl.col("archetype") == "hydra")["account_id"]
+    return str(events.filter(pl.col("account_id").is_in(hydra.implode()))["account_id"][-1])
+
+
+def test_campaign_passes_lift_between_passes_and_persist(
+    model: DistillScorer, events: pl.DataFrame, tmp_path: Path
+) -> None:
+    member = _hydra_member(events)
+    last = events.filter(pl.col("account_id") == member).tail(1)
+    rest = events.filter(pl.col("request_id") != last["request_id"][0])
+    st = new_state(model, state_dir=tmp_path, campaign_interval_s=3600)
+    assert not st.campaigns_current and st.live.last is None
+    st.ingest(rest)
+    first = st.rescore()  # the first pass with events is a campaign pass
+    assert first.campaign_pass and first.campaigns == len(st.campaigns) > 0
+    assert st.campaigns_current and first.rescored == st.n_accounts
+    cid = st.campaign_of[member]
+    assert member in st.campaigns[cid].members and st.campaigns[cid].lift > 0
+    # an event between campaign passes: the member is rescored alone, its campaign applied
+    st.ingest(last)
+    assert not st.campaigns_current
+    second = st.rescore()
+    assert not second.campaign_pass and second.rescored == 1
+    view = st.account(member)
+    assert view is not None and view.score is not None
+    assert view.score.reasons[0].startswith(f"member of campaign {cid}")
+    assert view.score.score >= (view.score.score_alone or 0) and view.score.flagged
+    # the snapshot keeps the campaigns; the restored state runs a pass for the newer event
+    st.snapshot()
+    st.close()
+    back = new_state(model, state_dir=tmp_path, campaign_interval_s=3600)
+    assert back.campaigns == st.campaigns and back.campaign_of == st.campaign_of
+    assert not back.campaigns_current and back.rescore().campaign_pass
+    assert back.campaigns_current and back.campaigns.keys() == st.campaigns.keys()
+    back.snapshot()
+    back.close()
+    again = new_state(model, state_dir=tmp_path, campaign_interval_s=3600)
+    assert again.campaigns_current and not again.rescore().campaign_pass  # nothing to redo
+    # a snapshot from before campaigns: recomputed at the first pass
+    again.close()
+    snap = tmp_path / (tmp_path / "CURRENT").read_text().strip()
+    (snap / "campaigns.parquet").unlink()
+    old = new_state(model, state_dir=tmp_path, campaign_interval_s=3600)
+    assert not old.campaigns and not old.campaigns_current
+    assert old.rescore().campaign_pass and old.campaigns.keys() == st.campaigns.keys()
+
+
+def test_campaign_cadence_and_switch(model: DistillScorer, events: pl.DataFrame) -> None:
+    off = new_state(model, campaigns=False)
+    off.ingest(events.head(3000))
+    assert not off.rescore().campaign_pass and not off.campaigns
+    st = new_state(model, campaign_interval_s=3600, campaign_every_passes=2)
+    passes = []
+    for i in range(4):
+        st.ingest(events.slice(i * 1000, 1000))
+        passes.append(st.rescore().campaign_pass)
+    assert passes == [True, False, True, False]
+    assert st.rescore().campaign_pass  # the 4th batch awaited a campaign pass
+    assert not st.rescore().campaign_pass and not st.rescore().campaign_pass  # nothing new
+
+
+def test_json_array_bodies_equal_the_per_element_path(events: pl.DataFrame) -> None:
+    """A JSON array is validated like NDJSON (orjson + column checks): the same frame and
+    (element, field, reason) problems as json.loads + check_record element by element."""
+    base = [json.loads(line) for line in to_ndjson(events.head(40)).splitlines()]
+    for seed in range(40):
+        rng = random.Random(seed)
+        items = []
+        for i in range(rng.choice([1, 5, 30])):
+            text = mutate(rng, base[i % len(base)], i)
+            try:
+                json.loads(text)
+            except ValueError:
+                continue  # a malformed line (or a BOM) would make the whole array malformed
+            items.append(text)
+        if not items:
+            continue
+        body = ("[" + ",\n".join(items) + "]").encode("utf-8", "surrogatepass")
+        got = parse_body(body, max_events=100)
+        # the reference: each element alone on a line of the per-line path
+        want = validate_ndjson_per_line("\n".join(items).encode("utf-8", "surrogatepass"))
+        assert [(p.line, p.field, p.reason) for p in got.problems] == want.problems, seed
+        assert got.lines == want.rows and got.frame.equals(want.frame), seed

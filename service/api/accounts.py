@@ -27,7 +27,9 @@ class AccountSummary(BaseModel):
     flagged: bool | None = Field(description="score >= the model's flag threshold.")
     severity: str | None = Field(description="critical (>= 99.9), high (>= 99), elevated (>= 95).")
     reasons: list[str] = Field(description="The features that drove the score, in words.")
-    campaign: str | None = Field(description="Campaign id when linked to one (not wired yet).")
+    campaign: str | None = Field(
+        description="Campaign the account belongs to (last campaign pass; GET /v1/campaigns/{id})."
+    )
     last_seen: datetime = Field(description="Timestamp of the account's newest event.")
     pending: bool = Field(description="Events arrived since the score; the next pass updates it.")
     n_events: int | None = Field(description="Events of the account in the scored window.")
@@ -36,7 +38,13 @@ class AccountSummary(BaseModel):
 
 
 class Account(AccountSummary):
-    raw_score: float | None = Field(description="Uncalibrated ensemble score.")
+    score_alone: float | None = Field(
+        description="The account's score on its own features, before campaign evidence (equal "
+        "to score unless its campaign lifted it)."
+    )
+    raw_score: float | None = Field(
+        description="Uncalibrated ensemble score (campaign lift included)."
+    )
     features: dict[str, float | None] = Field(description="Feature values (see detector.features).")
 
 
@@ -94,6 +102,7 @@ async def get_account(account_id: str, _: ReadAccess, state: ReadyStateDep) -> A
     return Account.model_validate(
         {
             **_summary_fields(view, state),
+            "score_alone": (s.score if s.score_alone is None else s.score_alone) if s else None,
             "raw_score": s.raw_score if s else None,
             "features": s.feature_dict() if s else {},
         }

@@ -1,0 +1,286 @@
+"""Validate many events at once: a column-wise :func:`~detector.schema.check_record` for a
+batch of decoded records, and NDJSON bodies decoded with orjson.
+
+Results are *identical* to the per-line path (``json.loads`` + :func:`check_record` on each line,
+:func:`records_to_frame` on the valid ones, a record at a time where a batch's timestamps cannot
+be read together): the same canonical frame, the same ``(line, field, reason)`` problems. The
+rules stay in one place: the column checks only *flag* records (a value of a type
+:func:`check_record` refuses, a missing, null or unknown field, an integer out of range, a
+non-finite or huge number, a timestamp :func:`check_timestamp` refuses), and each flagged record is
+then checked by :func:`check_record` itself, so each problem keeps its field and reason.
+
+Decoding: orjson, and the stdlib ``json`` wherever orjson refuses a line (NaN, a lone
+surrogate, a BOM, malformed JSON: the message is ``json``'s) and for every flagged line, so every
+value that is kept or reported is exactly what ``json.loads`` gives. (orjson and ``json`` agree on
+every document orjson accepts, except integers beyond 64 bits, which orjson turns into floats of
+magnitude >= 2**63: such floats flag their record.)
+
+Why not polars' NDJSON reader: on 1,000-event bodies (700 kB) it is slower (3.1 ms with the
+schema, 5.5 ms inferring it) than orjson line by line (1.8 ms), and it loses the JSON types
+:func:`check_record` checks (a number in a string column reads as a string, the first of two
+duplicate keys wins where ``json`` keeps the last, a lone surrogate reads as NUL).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from operator import itemgetter
+from typing import Any
+
+import orjson
+import polars as pl
+
+from detector.schema import (
+    EVENT_COLUMNS,
+    EVENT_SCHEMA,
+    INT_RANGES,
+    NULLABLE_EVENT_COLUMNS,
+    REQUIRED_EVENT_COLUMNS,
+    check_record,
+    check_timestamp,
+    columns_to_frame,
+    records_to_frame,
+)
+
+Problem = tuple[int, str | None, str]  # (line or record index, field, reason)
+_NONE = type(None)
+_KNOWN = frozenset(EVENT_COLUMNS)
+_REQUIRED = frozenset(REQUIRED_EVENT_COLUMNS)
+_BIG = 2.0**63  # orjson reads integers beyond 64 bits as floats at least this large
+_EMPTY: dict[str, Any] = {}
+
+
+def _column_rule(name: str, dtype: pl.DataType) -> tuple[str, frozenset[type]]:
+    """(kind, the value types :func:`check_value` may accept) of one column."""
+    types: set[type]
+    if isinstance(dtype, pl.Datetime):
+        kind, types = "ts", {str}
+    elif isinstance(dtype, pl.String):
+        kind, types = "str", {str}
+    elif isinstance(dtype, pl.Boolean):
+        kind, types = "bool", {bool}
+    elif dtype.base_type().__name__ in INT_RANGES:
+        kind, types = "int", {int}
+    else:  # Float32
+        kind, types = "float", {int, float}
+    if name in NULLABLE_EVENT_COLUMNS:
+        types.add(_NONE)
+    return kind, frozenset(types)
+
+
+_RULES = {c: _column_rule(c, t) for c, t in EVENT_SCHEMA.items()}
+
+
+class MalformedRecord(ValueError):
+    """A record cannot be decoded; ``reason`` is the problem to report for it."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class ValidatedBatch:
+    """The valid records as a canonical frame, and every problem of the others."""
+
+    frame: pl.DataFrame
+    rows: list[int] = field(default_factory=list)  # line (or index) of each frame row
+    problems: list[Problem] = field(default_factory=list)  # by line, then check order
+
+
+def _beyond(values: list[Any], types: set[type]) -> bool:
+    """Might a number be non-finite or at least 2**63 in magnitude? (A sum of magnitudes is
+    NaN, infinite or that large if any one is; one C loop instead of a Python one.)"""
+    numbers = values if types <= {int, float} else [v for v in values if type(v) in (int, float)]
+    try:
+        return not sum(map(abs, numbers)) < _BIG
+    except OverflowError:
+        return True
+
+
+def _flag(records: Sequence[Any]) -> tuple[set[int], dict[str, list[Any]]]:
+    """Records the column checks flag, and every record's values column by column."""
+    flagged = {i for i, r in enumerate(records) if type(r) is not dict}
+    dicts = records if not flagged else [r if type(r) is dict else _EMPTY for r in records]
+    by_name: dict[str, list[Any]] | None = None
+    if set(map(len, dicts)) == {len(EVENT_COLUMNS)}:  # the usual case: every field, no other
+        try:  # transpose in C; a KeyError means some record has another field instead
+            table = zip(*map(itemgetter(*EVENT_COLUMNS), dicts), strict=True)
+            by_name = dict(zip(EVENT_COLUMNS, map(list, table), strict=True))
+        except KeyError:
+            pass
+    if by_name is None:  # records lacking fields or with unknown ones: flag their shapes
+        shapes = set(map(tuple, dicts))  # usually a few distinct key sequences
+        bad = {s for s in shapes if not (_REQUIRED.issubset(s) and _KNOWN.issuperset(s))}
+        if bad:
+            flagged.update(i for i, d in enumerate(dicts) if tuple(d) in bad)
+        by_name = {name: [d.get(name) for d in dicts] for name in EVENT_COLUMNS}
+    columns: dict[str, list[Any]] = {}
+    for name, dtype in EVENT_SCHEMA.items():
+        kind, allowed = _RULES[name]
+        values = by_name[name]
+        columns[name] = values
+        types = set(map(type, values))
+        if not types <= allowed:
+            flagged.update(i for i, v in enumerate(values) if type(v) not in allowed)
+        if kind == "int" and int in types:
+            lo, hi = INT_RANGES[dtype.base_type().__name__]
+            ints = values if types == {int} else [v for v in values if type(v) is int]
+            if min(ints) < lo or max(ints) > hi:
+                flagged.update(
+                    i for i, v in enumerate(values) if type(v) is int and not lo <= v <= hi
+                )
+        elif kind == "float" and float in types and _beyond(values, types):
+            flagged.update(  # NaN compares False: flagged too
+                i for i, v in enumerate(values) if type(v) is float and not -_BIG < v < _BIG
+            )
+        elif kind == "ts" and str in types:
+            ok = [v is None or check_timestamp(v) is None for v in values]
+            if not all(ok):
+                flagged.update(i for i, good in enumerate(ok) if not good)
+    return flagged, columns
+
+
+def validate_records(
+    records: Sequence[Any],
+    lines: Sequence[int] | None = None,
+    exact: Callable[[int], Any] | None = None,
+) -> ValidatedBatch:
+    """Check decoded records (JSON values) against the canonical schema, unknown fields refused.
+
+    Identical to :func:`check_record` on each record and :func:`records_to_frame` on the valid
+    ones (a record at a time, reporting ``ts`` "cannot be stored", when the batch's timestamps
+    cannot be converted together). ``lines`` numbers the records in ``rows`` and problems
+    (default: 0-based index). ``exact(i)`` decodes record ``i`` again with the stdlib ``json``
+    (or raises :class:`MalformedRecord`) when ``records`` came from a faster decoder: it is asked
+    for flagged records only, and its value replaces the record."""
+    where = list(range(len(records))) if lines is None else list(lines)
+    flagged, columns = _flag(records)
+    problems: list[Problem] = []
+    final: dict[int, Any] = {}  # flagged records that passed (re-decoded where asked)
+    for i in sorted(flagged):
+        try:
+            rec = exact(i) if exact is not None else records[i]
+        except MalformedRecord as exc:
+            problems.append((where[i], None, exc.reason))
+            continue
+        found = check_record(rec)
+        if found:
+            problems.extend((where[i], f, reason) for f, reason in found)
+        else:
+            final[i] = rec
+    keep = [i for i in range(len(records)) if i not in flagged or i in final]
+    recs = [final.get(i, records[i]) for i in keep]
+    same = len(keep) == len(records) and all(final[i] is records[i] for i in final)
+    out = _store(recs, [where[i] for i in keep], columns if same else None)
+    out.problems = sorted(problems + out.problems, key=lambda p: p[0])  # stable
+    return out
+
+
+def _store(
+    records: list[Any], rows: list[int], columns: dict[str, list[Any]] | None = None
+) -> ValidatedBatch:
+    """The canonical frame of valid records (``columns``: their values, when already split);
+    a record at a time, reporting those that cannot be stored, when the batch fails to convert
+    (mixed timestamp layouts: polars reads a batch in the layout of its first timestamp)."""
+    try:
+        if columns is None:
+            columns = {c: [r.get(c) for r in records] for c in EVENT_COLUMNS}
+        return ValidatedBatch(columns_to_frame(columns), rows, [])
+    except Exception:
+        pass
+    frames: list[pl.DataFrame] = []
+    kept: list[int] = []
+    problems: list[Problem] = []
+    for rec, line in zip(records, rows, strict=True):
+        try:
+            frames.append(records_to_frame([rec]))
+            kept.append(line)
+        except Exception as exc:  # a timestamp polars cannot read, or a lone surrogate
+            fld = None if isinstance(exc, UnicodeError) else "ts"
+            problems.append((line, fld, f"cannot be stored: {str(exc).splitlines()[0]}"))
+    frame = pl.concat(frames, how="vertical") if frames else records_to_frame([])
+    return ValidatedBatch(frame, kept, problems)
+
+
+class TooManyEvents(ValueError):
+    """An NDJSON body holds more than the allowed number of events (non-blank lines)."""
+
+
+def json_problem(raw: bytes) -> tuple[Any, str | None]:
+    """``(value, None)`` from the stdlib ``json``, or ``(None, reason)`` when malformed."""
+    try:
+        return json.loads(raw), None
+    except json.JSONDecodeError as exc:
+        return None, f"malformed JSON: {exc.msg} at column {exc.colno}"
+    except UnicodeDecodeError as exc:
+        return None, f"malformed JSON: not UTF-8 ({exc.reason})"
+    except RecursionError:
+        return None, "malformed JSON: nested too deeply"
+
+
+def _json_exact(raw: bytes) -> Any:
+    value, reason = json_problem(raw)
+    if reason is not None:
+        raise MalformedRecord(reason)
+    return value
+
+
+def _nonblank_lines(body: bytes, max_events: int | None) -> list[tuple[int, bytes]]:
+    """``(1-based line of the body, stripped line)`` of every non-blank line."""
+    out: list[tuple[int, bytes]] = []
+    for lineno, raw in enumerate(body.split(b"\n"), start=1):
+        raw = raw.strip()
+        if raw:
+            if max_events is not None and len(out) >= max_events:
+                raise TooManyEvents(f"more than {max_events} events in one request")
+            out.append((lineno, raw))
+    return out
+
+
+def validate_ndjson(body: bytes, max_events: int | None = None) -> ValidatedBatch:
+    """Validate an NDJSON body of canonical events (the fast path); blank lines are skipped,
+    lines are numbered from 1 in the body as given. Raises :class:`TooManyEvents`."""
+    lines = _nonblank_lines(body, max_events)
+    records: list[Any] = []
+    where: list[int] = []
+    raws: list[bytes] = []
+    problems: list[Problem] = []
+    loads = orjson.loads
+    for lineno, raw in lines:
+        try:
+            value = loads(raw)
+        except orjson.JSONDecodeError:
+            value, reason = json_problem(raw)
+            if reason is not None:
+                problems.append((lineno, None, reason))
+                continue
+        records.append(value)
+        where.append(lineno)
+        raws.append(raw)
+    out = validate_records(records, where, lambda i: _json_exact(raws[i]))
+    if problems:
+        out.problems = sorted(problems + out.problems, key=lambda p: p[0])
+    return out
+
+
+def validate_ndjson_per_line(body: bytes, max_events: int | None = None) -> ValidatedBatch:
+    """The reference path :func:`validate_ndjson` must equal: ``json.loads`` and
+    :func:`check_record` line by line, :func:`records_to_frame` on the valid lines (a line at a
+    time when they cannot be converted together)."""
+    records: list[dict[str, Any]] = []
+    rows: list[int] = []
+    problems: list[Problem] = []
+    for lineno, raw in _nonblank_lines(body, max_events):
+        value, reason = json_problem(raw)
+        found = [(None, reason)] if reason is not None else check_record(value)
+        if found:
+            problems.extend((lineno, f, r) for f, r in found)
+        else:
+            records.append(value)
+            rows.append(lineno)
+    out = _store(records, rows)
+    out.problems = sorted(problems + out.problems, key=lambda p: p[0])
+    return out
