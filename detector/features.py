@@ -319,12 +319,16 @@ def account_features(
     *,
     window_start: datetime | None = None,
     window_end: datetime | None = None,
+    model_first_seen: pl.LazyFrame | pl.DataFrame | None = None,
 ) -> pl.LazyFrame:
     """One row per account: ``account_id`` + every feature in :data:`FEATURES` (Float64).
 
     ``events`` are compact events (from :func:`detector.fingerprints.fingerprint_events`); raw
     canonical events are fingerprinted first. ``accounts`` (optional account table) supplies
     ``created_at`` for ``account_age_days``. The window defaults to the events' time span.
+    ``model_first_seen`` (``model, first_ts``) says when each model first appeared in the whole
+    window, for callers that pass only some accounts' events (the live service); by default it
+    is taken from ``events``.
     """
     lf = events.lazy()
     if "prompt" in lf.collect_schema().names():
@@ -336,7 +340,11 @@ def account_features(
     if window_end is not None:
         lf = lf.with_columns(pl.lit(window_end).cast(TS_DTYPE).alias("hi"))
     # when each model first appears in the window (a "new" model appears after the start)
-    first_seen = lf.group_by("model").agg(pl.col("ts").min().alias("__model_first"))
+    first_seen = (
+        model_first_seen.lazy().select("model", pl.col("first_ts").alias("__model_first"))
+        if model_first_seen is not None
+        else lf.group_by("model").agg(pl.col("ts").min().alias("__model_first"))
+    )
     lf = lf.join(first_seen, on="model", how="left")
     grace = pl.duration(hours=NEW_MODEL_GRACE_H)
     is_new = (pl.col("__model_first") > pl.col("lo") + grace) & (

@@ -2,8 +2,8 @@
 
 - :func:`score_accounts`: the accounts touched since the last pass, on their window events.
   :func:`detector.features.account_features`'s only cross-account inputs are the window bounds
-  (passed explicitly) and each model's first appearance in the window (supplied by adding, for
-  every model, its earliest window event — discarded afterwards), so a score equals the offline
+  (passed explicitly) and each model's first appearance in the whole window (passed as
+  ``model_first_seen``), so a score equals the offline
   ``model.score(account_features(window_events))`` for the same window. The campaigns of the
   last campaign pass are then applied (:meth:`service.live_campaigns.LiveCampaigns.apply`).
 - :func:`score_window`: the campaign pass — every account of the window, then
@@ -42,18 +42,12 @@ def score_accounts(
     ids = pl.Series("account_id", sorted(accounts), dtype=pl.String)
     mine = pl.col("account_id").is_in(ids.implode())
     sub = window.filter(mine)
-    # the earliest window event of each model (account_features reads model first-seen)
-    anchors = window.filter(~mine & (pl.col("ts") == pl.col("ts").min().over("model"))).unique(
-        subset="model", keep="any"
-    )
+    # when each model first appears in the whole window ("new model" feature)
+    first_seen = window.group_by("model").agg(pl.col("ts").min().alias("first_ts"))
     lo, hi = _bounds(window)
-    feats = (
-        account_features(
-            pl.concat([sub, anchors]).lazy(), accounts_table, window_start=lo, window_end=hi
-        )
-        .filter(pl.col("account_id").is_in(ids.implode()))
-        .collect()
-    )
+    feats = account_features(
+        sub.lazy(), accounts_table, window_start=lo, window_end=hi, model_first_seen=first_seen
+    ).collect()
     alone = model.score(feats)
     return account_scores(live.apply(alone, model), alone, feats, sub, (lo, hi))
 

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from detector.features import FEATURE_NAMES, FEATURES, account_features
 from tests.test_fingerprints import make_events
@@ -59,3 +60,21 @@ def test_account_age_null_without_account_table() -> None:
     f = account_features(make_events(["a", "b"])).collect()
     assert f["account_age_days"].null_count() == 1
     assert f.columns == ["account_id", *FEATURE_NAMES]
+
+
+def test_subset_with_model_first_seen_equals_full_window(demo_small) -> None:  # type: ignore[no-untyped-def]
+    """The live service scores only some accounts' events: with the window's model first-seen
+    times passed in, their features equal those computed on the whole window."""
+    ev = demo_small.events
+    some = ev["account_id"].unique().sort().head(40)
+    full = account_features(ev).collect().filter(pl.col("account_id").is_in(some.implode()))
+    lo, hi = ev["ts"].min(), ev["ts"].max()
+    first = ev.group_by("model").agg(pl.col("ts").min().alias("first_ts"))
+    part = account_features(
+        ev.filter(pl.col("account_id").is_in(some.implode())),
+        window_start=lo,
+        window_end=hi,
+        model_first_seen=first,  # type: ignore[arg-type]
+    ).collect()
+    # equal up to float summation order (entropy of value counts): 1e-12 relative
+    assert_frame_equal(part, full, rel_tol=1e-12, abs_tol=1e-12)
