@@ -22,6 +22,7 @@ from detector.features import FEATURE_NAMES, account_features
 from detector.fingerprints import fingerprint_events
 from detector.models import DistillScorer
 from detector.schema import ACCOUNT_SCHEMA, LABEL_SCHEMA, expand_paths, read_events
+from detector.subaccounts import lift_slices
 
 Progress = Callable[[str], None]
 
@@ -114,8 +115,8 @@ def audit(
     if model is None:
         progress("no model given: fitting one on these logs (unsupervised)")
         model = DistillScorer().fit(feats)
-    progress("scoring accounts")
-    alone = model.score(feats)
+    progress("scoring accounts and their IP / key slices")
+    alone = lift_slices(model, compact, feats, model.score(feats), accounts)
     scored = alone.with_columns(pl.lit(None, dtype=pl.String).alias("campaign_id"))
     found: CampaignResult | None = None
     if campaigns:
@@ -155,7 +156,7 @@ def audit(
             def score_prefix(window: pl.LazyFrame) -> pl.DataFrame:
                 c = window.collect()
                 f = account_features(c, accounts).collect()
-                s = fitted.score(f)
+                s = lift_slices(fitted, c, f, fitted.score(f), accounts)
                 if not campaigns:
                     return s
                 return detect_campaigns(

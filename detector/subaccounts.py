@@ -1,0 +1,188 @@
+"""Sub-account analysis: distillation hidden inside a multi-tenant account.
+
+A reseller, proxy or platform account carries the traffic of many end customers. When one of
+them distils, its requests are a small share of the account's (10 % in the ``reseller_mixed``
+archetype), so the *account's* features barely move. But that end customer usually has its own
+IP address or API key. This stage scores each such slice on its own:
+
+1. **Candidates**: accounts with at least ``min_distinct`` distinct values of a slicing column
+   (``ip``, ``api_key_id``). Single-IP / single-key accounts *are* their own slice.
+2. **Slices**: the account's events with that value, when there are at least ``min_events`` of
+   them (features of a handful of requests are noise). A slice's id is
+   ``"<account>|<column>=<value>"``.
+3. **Scoring**: THE feature code (:func:`detector.features.account_features`) over each slice,
+   with the whole window's bounds and model first-seen times and the parent's account-table row,
+   then the same fitted model's raw score.
+4. **Lift**: an account with m slices tests m hypotheses, so a slice counts only when its raw
+   score is above *every* account of the model's reference population (``reference_[-1]``) —
+   well beyond the account-level threshold. The account's raw score becomes the slice's (if
+   higher), is recalibrated with the model's own calibration, and the first reason names the
+   slice ("traffic from ip 1.2.3.4 (1052 requests, 10% of the account's) scores above every
+   reference account on its own"), followed by the slice's own reasons.
+
+Measured on ``default`` (seed 1, model fitted on the same log): every ``reseller_mixed`` account
+has an IP slice above the reference maximum (raw 2.52 at most) while none of 1,954 IP slices of
+legitimate resellers does (max 1.07 against a reference maximum of 1.72).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+import polars as pl
+
+from detector.features import account_features
+from detector.models import DistillScorer
+
+# slicing column -> the account feature that counts its distinct values
+SLICE_COLUMNS = {"ip": "distinct_ips", "api_key_id": "distinct_keys"}
+MIN_DISTINCT = 10
+MIN_EVENTS = 50
+_SEP = "|"
+
+
+def account_slices(
+    events: pl.DataFrame,
+    features: pl.DataFrame,
+    columns: tuple[str, ...] = tuple(SLICE_COLUMNS),
+    min_distinct: int = MIN_DISTINCT,
+    min_events: int = MIN_EVENTS,
+) -> pl.DataFrame:
+    """Events of the slices worth scoring, ``account_id`` replaced by the slice id and the
+    parent account in ``parent_id``; plus ``slice_column``, ``slice_value``, ``slice_share``
+    (the slice's share of its account's events). Candidate accounts are read off their
+    ``features`` (``distinct_ips``, ``distinct_keys``)."""
+    frames = []
+    for col in columns:
+        parents = features.filter(pl.col(SLICE_COLUMNS[col]) >= min_distinct).select("account_id")
+        if parents.height == 0:
+            continue
+        ev = events.join(parents, on="account_id", how="semi").filter(pl.col(col).is_not_null())
+        ev = ev.with_columns(
+            pl.len().over("account_id", col).alias("__n"),
+            pl.len().over("account_id").alias("__total"),
+        ).filter(pl.col("__n") >= min_events)
+        frames.append(
+            ev.with_columns(
+                pl.col("account_id").alias("parent_id"),
+                (pl.col("account_id") + f"{_SEP}{col}=" + pl.col(col)).alias("account_id"),
+                pl.lit(col).alias("slice_column"),
+                pl.col(col).alias("slice_value"),
+                (pl.col("__n") / pl.col("__total")).alias("slice_share"),
+            ).drop("__n", "__total")
+        )
+    if not frames:
+        return events.clear().with_columns(
+            pl.lit(None, dtype=pl.String).alias("parent_id"),
+            pl.lit(None, dtype=pl.String).alias("slice_column"),
+            pl.lit(None, dtype=pl.String).alias("slice_value"),
+            pl.lit(None, dtype=pl.Float64).alias("slice_share"),
+        )
+    return pl.concat(frames, how="vertical")
+
+
+def lift_slices(
+    model: DistillScorer,
+    events: pl.DataFrame,
+    features: pl.DataFrame,
+    scored: pl.DataFrame,
+    accounts: pl.DataFrame | None = None,
+    *,
+    window_start: datetime | None = None,
+    window_end: datetime | None = None,
+    model_first_seen: pl.DataFrame | None = None,
+    columns: tuple[str, ...] = tuple(SLICE_COLUMNS),
+    min_distinct: int = MIN_DISTINCT,
+    min_events: int = MIN_EVENTS,
+) -> pl.DataFrame:
+    """``scored`` (the output of ``model.score(features)`` for the accounts of ``events``) with
+    accounts
+    lifted by a slice that scores beyond the whole reference population on its own.
+
+    ``window_start``, ``window_end`` and ``model_first_seen`` describe the whole window (as for
+    :func:`account_features`); they default to ``events``' own, which is right when ``events``
+    is the whole window."""
+    slices = account_slices(events, features, columns, min_distinct, min_events)
+    if slices.height == 0:
+        return scored
+    lo = window_start if window_start is not None else events["ts"].min()
+    hi = window_end if window_end is not None else events["ts"].max()
+    first_seen = (
+        model_first_seen
+        if model_first_seen is not None
+        else events.group_by("model").agg(pl.col("ts").min().alias("first_ts"))
+    )
+    meta = slices.group_by("account_id").agg(
+        pl.col("parent_id").first(),
+        pl.col("slice_column").first(),
+        pl.col("slice_value").first(),
+        pl.col("slice_share").first(),
+        pl.len().alias("n"),
+    )
+    table = None
+    if accounts is not None:
+        table = meta.select("account_id", "parent_id").join(
+            accounts.rename({"account_id": "parent_id"}), on="parent_id", how="inner"
+        )
+        table = table.drop("parent_id")
+    feats = account_features(
+        slices.drop("parent_id", "slice_column", "slice_value", "slice_share").lazy(),
+        table,
+        window_start=lo,  # type: ignore[arg-type]
+        window_end=hi,  # type: ignore[arg-type]
+        model_first_seen=first_seen,
+    ).collect()
+    raw = model.raw_score(feats)
+    beyond = raw > model.reference_[-1]
+    if not beyond.any():
+        return scored
+    hits = feats.filter(pl.Series(beyond))
+    own = model.score(hits).join(meta, on="account_id", how="left")
+    best = (
+        own.sort("raw_score", descending=True)
+        .group_by("parent_id", maintain_order=True)
+        .first()
+        .rename({"account_id": "slice_id"})
+    )
+    joined = scored.join(
+        best.select(
+            pl.col("parent_id").alias("account_id"),
+            pl.col("raw_score").alias("__slice_raw"),
+            pl.col("reasons").alias("__slice_reasons"),
+            "slice_column",
+            "slice_value",
+            "slice_share",
+            "n",
+        ),
+        on="account_id",
+        how="left",
+    )
+    joined = joined.with_columns(
+        (pl.col("__slice_raw") > pl.col("raw_score")).fill_null(False).alias("__lift")
+    )
+    lift = pl.col("__lift")
+    raw_new = np.where(
+        joined["__lift"].to_numpy(),
+        joined["__slice_raw"].fill_null(0.0).to_numpy(),
+        joined["raw_score"].to_numpy(),
+    )
+    headline = pl.format(
+        "traffic from {} {} ({} requests, {}% of the account's) scores above every reference "
+        "account on its own",
+        pl.col("slice_column"),
+        pl.col("slice_value"),
+        pl.col("n"),
+        (pl.col("slice_share") * 100).round(0).cast(pl.Int64),
+    )
+    out = joined.with_columns(
+        pl.Series("raw_score", raw_new),
+        pl.Series("score", model.calibrate(raw_new)),
+    ).with_columns(
+        (pl.col("score") >= model.threshold_).alias("flagged"),
+        pl.when(lift)
+        .then(pl.concat_list(headline, pl.col("__slice_reasons")))
+        .otherwise(pl.col("reasons"))
+        .alias("reasons"),
+    )
+    return out.select(scored.columns)

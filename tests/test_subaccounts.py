@@ -1,0 +1,103 @@
+"""Sub-account slices: distillation hidden behind one IP of a reseller's account is found, and
+legitimate resellers' slices lift nothing. Fitted on one seed, evaluated on another."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from detector.features import account_features
+from detector.fingerprints import fingerprint_events
+from detector.models import DistillScorer
+from detector.subaccounts import account_slices, lift_slices
+from synthetic_logs.generate import Generated, generate
+
+SCENARIO = """
+name = "resellers"
+start = 2026-11-02T00:00:00Z
+days = 2
+
+[models]
+base = ["atlas-4o", "atlas-4o-mini"]
+new = "atlas-5"
+new_release_day = 1.0
+
+[[group]]
+archetype = "casual_chat"
+accounts = 500
+
+[[group]]
+archetype = "power_user"
+accounts = 120
+
+[[group]]
+archetype = "app_backend"
+accounts = 60
+
+[[group]]
+archetype = "eval_harness"
+accounts = 8
+
+[[group]]
+archetype = "researcher"
+accounts = 20
+
+[[group]]
+archetype = "reseller"
+accounts = 12
+
+[[group]]
+archetype = "reseller_mixed"
+accounts = 4
+"""
+
+
+@pytest.fixture(scope="module")
+def worlds(tmp_path_factory: pytest.TempPathFactory) -> tuple[Generated, Generated]:
+    path = Path(tmp_path_factory.mktemp("scenario")) / "resellers.toml"
+    path.write_text(SCENARIO)
+    return generate(path, seed=5), generate(path, seed=6)
+
+
+def _scored(model: DistillScorer, g: Generated) -> tuple[pl.DataFrame, pl.DataFrame]:
+    compact = fingerprint_events(g.events).collect()
+    feats = account_features(compact, g.accounts).collect()
+    alone = model.score(feats)
+    return alone, lift_slices(model, compact, feats, alone, g.accounts)
+
+
+def test_hidden_distiller_is_found_and_resellers_are_not(
+    worlds: tuple[Generated, Generated],
+) -> None:
+    train, test = worlds
+    model = DistillScorer().fit(account_features(train.events, train.accounts).collect())
+    alone, lifted = _scored(model, test)
+    both = (
+        lifted.join(alone, on="account_id", suffix="_alone")
+        .join(test.labels, on="account_id")
+        .with_columns((pl.col("raw_score") > pl.col("raw_score_alone")).alias("lifted"))
+    )
+    mixed = both.filter(pl.col("archetype") == "reseller_mixed")
+    assert mixed["flagged"].all(), mixed
+    assert mixed["lifted"].all(), mixed  # its slice scores beyond the account itself
+    assert mixed["reasons"].list.first().str.contains("traffic from ip").all()
+    normal = both.filter(~pl.col("is_attack"))
+    assert normal["lifted"].sum() == 0, normal.filter(pl.col("lifted"))
+    # accounts without a lift keep their own score exactly
+    same = both.filter(~pl.col("lifted"))
+    assert (same["score"] == same["score_alone"]).all()
+
+
+def test_slices_only_for_multi_tenant_accounts(worlds: tuple[Generated, Generated]) -> None:
+    g = worlds[1]
+    compact = fingerprint_events(g.events).collect()
+    feats = account_features(compact, g.accounts).collect()
+    slices = account_slices(compact, feats)
+    parents = set(slices["parent_id"].unique().to_list())
+    kinds = dict(g.labels.select("account_id", "archetype").iter_rows())
+    assert parents and {kinds[p] for p in parents} <= {"reseller", "reseller_mixed"}
+    counts = slices.group_by("account_id").len()["len"]
+    assert int(counts.min() or 0) >= 50  # type: ignore[arg-type]
+    assert slices["account_id"].str.contains("|", literal=True).all()
