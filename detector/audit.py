@@ -22,7 +22,7 @@ from detector.features import FEATURE_NAMES, account_features
 from detector.fingerprints import fingerprint_events
 from detector.models import DistillScorer
 from detector.schema import ACCOUNT_SCHEMA, LABEL_SCHEMA, expand_paths, read_events
-from detector.subaccounts import lift_slices
+from detector.subaccounts import score_with_slices
 
 Progress = Callable[[str], None]
 
@@ -116,7 +116,7 @@ def audit(
         progress("no model given: fitting one on these logs (unsupervised)")
         model = DistillScorer().fit(feats)
     progress("scoring accounts and their IP / key slices")
-    alone = lift_slices(model, compact, feats, model.score(feats), accounts)
+    alone = score_with_slices(model, compact, feats, accounts)
     scored = alone.with_columns(pl.lit(None, dtype=pl.String).alias("campaign_id"))
     found: CampaignResult | None = None
     if campaigns:
@@ -156,7 +156,7 @@ def audit(
             def score_prefix(window: pl.LazyFrame) -> pl.DataFrame:
                 c = window.collect()
                 f = account_features(c, accounts).collect()
-                s = lift_slices(fitted, c, f, fitted.score(f), accounts)
+                s = score_with_slices(fitted, c, f, accounts)
                 if not campaigns:
                     return s
                 return detect_campaigns(

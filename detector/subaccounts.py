@@ -186,3 +186,28 @@ def lift_slices(
         .alias("reasons"),
     )
     return out.select(scored.columns)
+
+
+def score_with_slices(
+    model: DistillScorer,
+    events: pl.DataFrame,
+    features: pl.DataFrame,
+    accounts: pl.DataFrame | None = None,
+    *,
+    window_start: datetime | None = None,
+    window_end: datetime | None = None,
+    model_first_seen: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """THE account scoring step, offline and live: ``model.score(features)`` lifted by the
+    accounts' slices (:func:`lift_slices`). ``events`` are the compact events of the accounts
+    of ``features``."""
+    return lift_slices(
+        model,
+        events,
+        features,
+        model.score(features),
+        accounts,
+        window_start=window_start,
+        window_end=window_end,
+        model_first_seen=model_first_seen,
+    )
