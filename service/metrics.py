@@ -72,8 +72,14 @@ class StateCollector(Collector):
         )
         yield GaugeMetricFamily(
             "distillguard_window_events",
-            "Compact events held in the sliding window.",
+            "Events held in the sliding window (compact, or queued for fingerprinting).",
             value=st.n_events if st else 0,
+        )
+        yield GaugeMetricFamily(
+            "distillguard_fingerprint_queue_events",
+            "Acknowledged events waiting to be fingerprinted into the window (counted in "
+            "distillguard_window_events; their accounts are pending).",
+            value=st.n_queued if st else 0,
         )
         end = st.window_end if st else None
         if end is not None:

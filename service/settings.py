@@ -88,6 +88,18 @@ class Settings(BaseSettings):
             "features and scores for the accounts that received events since the last pass."
         ),
     )
+    rescore_max_share: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description=(
+            "Largest share of the time spent in rescoring passes: after a pass of d seconds the "
+            "next starts max(rescore_interval_s, d / rescore_max_share) seconds after its start. "
+            "Under heavy ingest a pass costs more (more accounts touched, a bigger window); "
+            "spacing passes out leaves ingest the cores, and an event then waits about "
+            "1 + 1 / (2 * share) pass durations for its score. 1: back to back when slow."
+        ),
+    )
     campaigns: bool = Field(
         default=True,
         description=(
@@ -125,7 +137,9 @@ class Settings(BaseSettings):
         gt=0,
         description=(
             "Seconds between snapshots (one is also written at shutdown). A snapshot lets the "
-            "write-ahead log before it be deleted and bounds the replay at start-up."
+            "write-ahead log before it be deleted and bounds the replay at start-up. The log "
+            "holds accepted events as sent, raw prompt text included, so this also bounds how "
+            "long raw text stays on disk."
         ),
     )
     max_body_bytes: int = Field(
@@ -159,9 +173,10 @@ class Settings(BaseSettings):
         ge=1,
         le=64,
         description=(
-            "POST /v1/events bodies processed at once (decoding, validation and fingerprinting "
-            "run in worker threads; others wait their turn). Validation is Python code holding "
-            "the GIL, so more than about 2 rarely adds throughput and costs read latency."
+            "POST /v1/events bodies processed at once (decoding, validation and the "
+            "write-ahead log run in worker threads; others wait their turn; fingerprinting runs "
+            "later, in the background). Validation is Python code holding the GIL, so more than "
+            "about 2 rarely adds throughput and costs read latency."
         ),
     )
     metrics_public: bool = Field(

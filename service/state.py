@@ -4,8 +4,13 @@ No HTTP here. :class:`ScoringState` is driven by the API (``ingest``) and by bac
 (``rescore``, ``snapshot``); every method is thread-safe. The values it hands out are in
 :mod:`service.records`.
 
-- **Window.** Accepted batches are fingerprinted (:func:`detector.fingerprints.fingerprint_events`:
-  raw prompt text is dropped at once) and kept as polars frames, compacted into one at each pass.
+- **Window.** An accepted batch is logged and acknowledged as canonical events, then queued;
+  :meth:`ScoringState.fingerprint_pending` (a background loop of the runtime, every rescoring
+  pass, and the ingest call itself when the queue is long) fingerprints the queue in one chunk
+  (:func:`detector.fingerprints.fingerprint_events`: raw prompt text is dropped there; per event
+  a 10,000-event chunk costs half what a 1,000-event batch does) into compact events, kept as
+  polars frames and compacted into one at each pass. Raw text is held only in that short queue
+  and in the write-ahead log until the next snapshot; never in the window or a snapshot.
   Time is *event* time: the window ends at the newest event seen and spans ``window``; older
   events are evicted, and rejected on arrival (``stale``).
 - **Idempotency.** The set of seen request ids is exactly the window's ``request_id`` column.
@@ -22,8 +27,13 @@ No HTTP here. :class:`ScoringState` is driven by the API (``ingest``) and by bac
 - **Bounds.** Accounts idle past the window are forgotten; past ``max_accounts`` the least
   recently seen are dropped; past ``max_window_events`` the oldest events are evicted.
 - **Durability.** An accepted batch is appended to the write-ahead log (fsync) before
-  :meth:`ingest` returns; :meth:`snapshot` writes Parquet (events, accounts, campaigns) and
-  trims the log; :meth:`restore` loads the snapshot and replays the log after it.
+  :meth:`ingest` returns; :meth:`snapshot` fingerprints the queue, writes Parquet (compact
+  events, accounts, campaigns) and trims the log; :meth:`restore` loads the snapshot and
+  replays (and fingerprints) the log after it.
+- **Locks**, always taken in this order: ``_snap`` (one snapshot), ``_maint`` (one pass or
+  snapshot), ``_fp`` (one fingerprinting of the queue), ``_wal_lock`` (log order: one ingest
+  between its duplicate check and its apply), ``_lock`` (the fields; held briefly, never for
+  I/O or polars work on the window).
 """
 
 from __future__ import annotations
@@ -34,12 +44,13 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import polars as pl
 
 from detector.fingerprints import fingerprint_events
 from detector.models import DistillScorer
-from detector.schema import empty_events
+from detector.schema import EVENT_COLUMNS, TS_DTYPE, empty_events
 from service.live_campaigns import LiveCampaigns, pass_from_meta, pass_meta
 from service.records import (
     AccountScore,
@@ -56,7 +67,21 @@ from service.snapshot import SnapshotData, read_snapshot, snapshot_time, write_s
 from service.summary import ScoreSummary, summarise
 from service.wal import WriteAheadLog, encode_frame
 
+# fingerprint the queue in chunks of at most this many events while replaying the log
+REPLAY_CHUNK = 50_000
+# a pass appends its new events to the window as one chunk; past this many, one copy
+MAX_WINDOW_CHUNKS = 16
+
 log = logging.getLogger("distillguard.state")
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=ZoneInfo("UTC"))  # the tzinfo polars gives
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _micros(ts: datetime) -> int:
+    """Microseconds since the epoch (the physical value of a ``TS_DTYPE`` timestamp)."""
+    return (ts - _EPOCH) // _MICROSECOND
 
 
 def compact_schema() -> pl.Schema:
@@ -78,6 +103,7 @@ class ScoringState:
         accounts_table: pl.DataFrame | None = None,
         state_dir: str | Path | None = None,
         wal_fsync: bool = True,
+        max_queued_events: int = 200_000,
         campaigns: bool = True,
         campaign_interval_s: float = 30.0,
         campaign_every_passes: int = 0,
@@ -90,6 +116,7 @@ class ScoringState:
         self.max_accounts = max_accounts
         self.max_window_events = max_window_events
         self.top_n = top_n
+        self.max_queued_events = max_queued_events
         self.accounts_table = accounts_table
         self.state_dir = Path(state_dir) if state_dir is not None else None
         self.wal = (
@@ -98,8 +125,13 @@ class ScoringState:
         self._lock = threading.RLock()  # guards everything below
         self._maint = threading.Lock()  # one rescoring pass (or snapshot) at a time
         self._snap = threading.Lock()  # one snapshot at a time
-        self._frames: list[pl.DataFrame] = []
-        self._n_events = 0
+        self._fp = threading.Lock()  # one fingerprinting of the queue at a time
+        self._wal_lock = threading.Lock()  # log order; ingest from duplicate check to apply
+        self._frames: list[pl.DataFrame] = []  # compact events
+        self._queue: list[pl.DataFrame] = []  # acknowledged canonical events, not yet compact
+        self._queued = 0  # events in _queue
+        self._fingerprinting = 0  # events taken from _queue, being fingerprinted
+        self._n_events = 0  # in _frames, _queue and being fingerprinted
         self._seen: set[str] = set()
         self._last_seen: dict[str, datetime] = {}
         self._dirty: set[str] = set()
@@ -118,56 +150,137 @@ class ScoringState:
 
     # ------------------------------------------------------------------ ingest
     def ingest(self, events: pl.DataFrame) -> IngestResult:
-        """Fingerprint canonical events, drop duplicates and stale rows, log durably, apply."""
+        """Drop duplicates and stale rows, log the rest durably (canonical events) and queue
+        them for fingerprinting; their accounts are pending from now on.
+
+        No polars work on the window here, and none that waits for polars' thread pool (busy
+        with rescoring passes): plain Python over the batch's ids, accounts and timestamps."""
         out = IngestResult()
         if events.height == 0:
             return out
-        with self._lock:  # cheap pre-check: do not fingerprint known events (replays)
-            rows = [i for i, r in enumerate(events["request_id"].to_list()) if r not in self._seen]
-        out.duplicates = events.height - len(rows)
-        if not rows:
-            return out
-        compact = fingerprint_events(events if not out.duplicates else events[rows]).collect()
-        payload = encode_frame(compact) if self.wal is not None else b""  # outside the lock
-        ids = compact["request_id"].to_list()
-        batch_end: datetime = compact["ts"].max()  # type: ignore[assignment]
-        with self._lock:
-            end = batch_end if self._window_end is None else max(self._window_end, batch_end)
-            stale = (compact["ts"] < end - self.window).to_list()
+        if events.columns != EVENT_COLUMNS:  # queued batches are concatenated
+            events = events.select(EVENT_COLUMNS)
+        if events.schema["ts"] != TS_DTYPE:
+            events = events.with_columns(pl.col("ts").cast(TS_DTYPE))
+        ids: list[str] = events["request_id"].to_list()
+        micros: list[int] = events["ts"].to_physical().to_list()
+        accounts: list[str] = events["account_id"].to_list()
+        # the usual case's log record (every event new), encoded before taking the lock
+        payload = encode_frame(events) if self.wal is not None else None
+        with self._wal_lock:  # the only writer of _seen's additions and of _window_end
+            seen = self._seen
+            rows = [i for i, rid in enumerate(ids) if rid not in seen]
+            out.duplicates = len(ids) - len(rows)
+            if not rows:
+                return out
+            end = max(micros[i] for i in rows)
+            if self._window_end is not None:
+                end = max(end, _micros(self._window_end))
+            cut = end - self.window // _MICROSECOND
             keep: list[int] = []
             batch_ids: set[str] = set()
-            for i, rid in enumerate(ids):
-                if stale[i]:
-                    out.stale_rows.append(rows[i])
-                elif rid in self._seen or rid in batch_ids:
+            latest: dict[str, int] = {}
+            for i in rows:
+                rid, us = ids[i], micros[i]
+                if us < cut:
+                    out.stale_rows.append(i)
+                elif rid in batch_ids:
                     out.duplicates += 1
                 else:
                     batch_ids.add(rid)
                     keep.append(i)
+                    acc = accounts[i]
+                    if us > latest.get(acc, us - 1):
+                        latest[acc] = us
             if not keep:
                 return out
-            whole = len(keep) == len(ids)
-            accepted = compact if whole else compact[keep]
+            accepted = events if len(keep) == len(ids) else events[keep]
             if self.wal is not None:  # durable before acknowledging
-                out.seq = self.wal.append(payload if whole else accepted)
-            self._apply(accepted, batch_ids)
+                if payload is None or len(keep) != len(ids):
+                    payload = encode_frame(accepted)
+                out.seq = self.wal.append(payload)
+            newest = [(acc, _EPOCH + us * _MICROSECOND) for acc, us in latest.items()]
+            with self._lock:
+                self._add(accepted, batch_ids, newest, compact=False)
             out.accepted = accepted.height
+        if self._queued > self.max_queued_events:  # the background loop lags: help it
+            self.fingerprint_pending()
         return out
 
-    def _apply(self, frame: pl.DataFrame, ids: set[str] | None = None) -> None:
-        self._frames.append(frame)
+    def _add(
+        self,
+        frame: pl.DataFrame,
+        ids: set[str] | None = None,
+        latest: list[tuple[str, datetime]] | None = None,
+        *,
+        compact: bool = True,
+    ) -> None:
+        """(Lock held.) Add accepted events: compact ones to the window, canonical ones to the
+        fingerprinting queue; ``ids`` and ``latest`` (newest ts per account) when known."""
+        if compact:
+            self._frames.append(frame)
+        else:
+            self._queue.append(frame)
+            self._queued += frame.height
         self._n_events += frame.height
         self._seen.update(ids if ids is not None else frame["request_id"].to_list())
-        latest = frame.group_by("account_id").agg(pl.col("ts").max())
-        for acc, ts in latest.iter_rows():
-            cur = self._last_seen.get(acc)
+        if latest is None:
+            latest = frame.group_by("account_id").agg(pl.col("ts").max()).rows()
+        last_seen = self._last_seen
+        for acc, ts in latest:
+            cur = last_seen.get(acc)
             if cur is None or ts > cur:
-                self._last_seen[acc] = ts
-            self._dirty.add(acc)
+                last_seen[acc] = ts
+        self._dirty.update(acc for acc, _ in latest)
         self._campaigns_stale = True
-        end: datetime = frame["ts"].max()  # type: ignore[assignment]
+        end = max(ts for _, ts in latest)
         if self._window_end is None or end > self._window_end:
             self._window_end = end
+
+    # ------------------------------------------------------------------ fingerprinting
+    def fingerprint_pending(self, min_events: int = 1) -> int:
+        """Fingerprint the queued (acknowledged, canonical) events into the window, in one
+        chunk, when at least ``min_events`` wait; returns how many were fingerprinted."""
+        with self._fp:
+            with self._lock:
+                if self._queued < max(min_events, 1):
+                    return 0
+                taken = self._take_queue()
+            self._fingerprint_into_window(taken)
+            return sum(f.height for f in taken)
+
+    @property
+    def n_queued(self) -> int:
+        """Acknowledged events waiting to be fingerprinted."""
+        return self._queued
+
+    def _take_queue(self) -> list[pl.DataFrame]:
+        """(``_fp`` and ``_lock`` held.) Empty the queue; its events are being fingerprinted
+        until :meth:`_fingerprint_into_window` adds them to the window."""
+        taken, self._queue = self._queue, []
+        self._fingerprinting += self._queued
+        self._queued = 0
+        return taken
+
+    def _fingerprint_into_window(self, taken: list[pl.DataFrame]) -> pl.DataFrame | None:
+        """(``_fp`` held, not ``_lock``.) Compact events of ``taken`` (queue frames), appended
+        to the window; on failure they go back to the queue."""
+        if not taken:
+            return None
+        n = sum(f.height for f in taken)
+        try:
+            raw = pl.concat(taken, how="vertical") if len(taken) > 1 else taken[0]
+            compact = fingerprint_events(raw.lazy()).collect()
+        except BaseException:
+            with self._lock:
+                self._queue[:0] = taken
+                self._queued += n
+                self._fingerprinting -= n
+            raise
+        with self._lock:
+            self._frames.append(compact)
+            self._fingerprinting -= n
+        return compact
 
     # ------------------------------------------------------------------ rescoring
     def rescore(self) -> RescoreReport:
@@ -175,23 +288,32 @@ class ScoringState:
         with self._maint:
             t0 = time.perf_counter()
             report = RescoreReport()
-            with self._lock:
-                k = len(self._frames)
-                frames = self._frames[:k]
-                dirty, self._dirty = self._dirty, set()
-                self._inflight = set(dirty)
-                end = self._window_end
-                dropped = self._pick_dropped_accounts()
-                whole = self._campaigns_due(bool(dropped))
-                if whole:  # events arriving from now on are not in this pass's window
-                    self._campaigns_stale, self._campaigns_running = False, True
+            with self._fp:  # the pass's window: every event acknowledged before `dirty`
+                with self._lock:
+                    taken = self._take_queue()
+                    dirty, self._dirty = self._dirty, set()
+                    self._inflight = dirty
+                    end = self._window_end
+                    dropped = self._pick_dropped_accounts()
+                    whole = self._campaigns_due(bool(dropped))
+                    if whole:  # events arriving from now on are not in this pass's window
+                        self._campaigns_stale, self._campaigns_running = False, True
+                try:
+                    self._fingerprint_into_window(taken)
+                except BaseException:  # (the events went back to the queue)
+                    self._retry_later(dirty, whole)
+                    raise
+                with self._lock:
+                    k = len(self._frames)
+                    frames = self._frames[:k]
             window, removed = self._compact(frames, end, dropped, report)
             remaining = set(window["account_id"].unique().to_list())
             removed_ids = removed["request_id"].to_list()
             removed_accounts = set(removed["account_id"].unique().to_list()) - dropped
             with self._lock:
                 self._frames = [window, *self._frames[k:]] if window.height else self._frames[k:]
-                self._n_events = sum(f.height for f in self._frames)
+                in_window = sum(f.height for f in self._frames)
+                self._n_events = in_window + self._queued + self._fingerprinting
                 self._seen.difference_update(removed_ids)
                 for acc in removed_accounts:
                     if acc in remaining:
@@ -208,12 +330,8 @@ class ScoringState:
                 else:
                     todo = dirty & remaining
                     scored = self._score_accounts(window, todo) if todo else {}
-            except BaseException:  # the next pass retries these accounts (and campaigns)
-                with self._lock:
-                    self._dirty |= dirty & set(self._last_seen)
-                    self._inflight = set()
-                    if whole:
-                        self._campaigns_stale, self._campaigns_running = True, False
+            except BaseException:
+                self._retry_later(dirty, whole)
                 raise
             with self._lock:
                 for acc, rec in scored.items():
@@ -236,6 +354,14 @@ class ScoringState:
             report.duration_s = time.perf_counter() - t0
             self.last_rescore_at = datetime.now(UTC)
             return report
+
+    def _retry_later(self, dirty: set[str], whole: bool) -> None:
+        """A pass failed: the next one retries its accounts (and its campaign pass)."""
+        with self._lock:
+            self._dirty |= {a for a in dirty if a in self._last_seen}
+            self._inflight = set()
+            if whole:
+                self._campaigns_stale, self._campaigns_running = True, False
 
     def _campaigns_due(self, dropped: bool) -> bool:
         """(Lock held.) Is this pass a campaign pass? Counts the pass."""
@@ -277,7 +403,12 @@ class ScoringState:
         if not frames:
             empty = pl.DataFrame(schema=compact_schema())
             return empty, empty
-        window = pl.concat(frames, how="vertical", rechunk=True) if len(frames) > 1 else frames[0]
+        window = frames[0]
+        if len(frames) > 1:  # copy the new events once; the whole window only now and then
+            new = pl.concat(frames[1:], how="vertical", rechunk=True)
+            window = pl.concat([window, new], how="vertical", rechunk=False)
+            if window.n_chunks() > MAX_WINDOW_CHUNKS:
+                window = window.rechunk()
         removed: list[pl.DataFrame] = []
         if dropped:
             is_dropped = pl.col("account_id").is_in(
@@ -286,7 +417,8 @@ class ScoringState:
             removed.append(window.filter(is_dropped))
             report.dropped_account_events = removed[-1].height
             window = window.filter(~is_dropped)
-        if end is not None:
+        oldest: datetime | None = window["ts"].min()  # type: ignore[assignment]
+        if end is not None and oldest is not None and oldest < end - self.window:
             fresh = pl.col("ts") >= end - self.window
             removed.append(window.filter(~fresh))
             report.expired_events = removed[-1].height
@@ -381,18 +513,24 @@ class ScoringState:
 
     # ------------------------------------------------------------------ durability
     def snapshot(self) -> Path | None:
-        """Write a Parquet snapshot and trim the write-ahead log; None without a state dir."""
+        """Write a Parquet snapshot (the queue fingerprinted first: compact events only) and
+        trim the write-ahead log; None without a state dir."""
         if self.state_dir is None:
             return None
-        with self._snap, self._maint:  # never between a pass's eviction and its swap
-            with self._lock:
-                frames = list(self._frames)
-                last_seen = dict(self._last_seen)
-                scores = dict(self._scores)
-                dirty = self._dirty | self._inflight
-                end = self._window_end
-                live, current = self.live, self.campaigns_current
-                seq = self.wal.rotate() if self.wal is not None else 0
+        with self._snap:
+            with self._maint, self._fp:  # never between a pass's eviction and its swap
+                with self._wal_lock, self._lock:  # every logged event is in frames or taken
+                    taken = self._take_queue()
+                    frames = list(self._frames)
+                    last_seen = dict(self._last_seen)
+                    scores = dict(self._scores)
+                    dirty = self._dirty | self._inflight
+                    end = self._window_end
+                    live, current = self.live, self.campaigns_current
+                    seq = self.wal.rotate() if self.wal is not None else 0
+                compact = self._fingerprint_into_window(taken)
+            if compact is not None:
+                frames.append(compact)
             now = datetime.now(UTC)
             events = (
                 pl.concat(frames, how="vertical")
@@ -413,18 +551,19 @@ class ScoringState:
             path = write_snapshot(
                 self.state_dir, SnapshotData(events, accounts, meta, campaigns=live.table)
             )
-            if self.wal is not None:
-                with self._lock:
+            if self.wal is not None:  # the raw text logged before the snapshot goes with it
+                with self._wal_lock:
                     self.wal.delete_through(seq)
             self.last_snapshot_at = now
             return path
 
     def restore(self) -> dict[str, int]:
-        """Load the snapshot, replay the log after it, open a new log segment; mark ready."""
+        """Load the snapshot, replay the log after it (fingerprinting its canonical events in
+        chunks), open a new log segment; mark ready."""
         counts = {"snapshot_events": 0, "snapshot_accounts": 0, "wal_batches": 0, "wal_events": 0}
         after = 0
         snap = read_snapshot(self.state_dir) if self.state_dir is not None else None
-        with self._lock:
+        with self._fp, self._wal_lock, self._lock:
             if snap is not None:
                 after = int(snap.meta["wal_seq"])
                 self._load_snapshot(snap)
@@ -438,9 +577,13 @@ class ScoringState:
                     keep = [i for i, rid in enumerate(ids) if rid not in self._seen]
                     if keep:  # (the log never repeats an id; this guards hand-made logs)
                         fresh = frame if len(keep) == len(ids) else frame[keep]
-                        self._apply(fresh)
+                        # records of compact events: logs written before the queue existed
+                        self._add(fresh, compact="prompt" not in fresh.columns)
                     counts["wal_batches"] += 1
                     counts["wal_events"] += len(keep)
+                    if self._queued >= REPLAY_CHUNK:
+                        self._fingerprint_into_window(self._take_queue())
+                self._fingerprint_into_window(self._take_queue())
                 self.wal.open_segment()
             self.ready = True
         log.info("state restored: %s", counts)
@@ -472,5 +615,5 @@ class ScoringState:
 
     def close(self) -> None:
         if self.wal is not None:
-            with self._lock:
+            with self._wal_lock:
                 self.wal.close()

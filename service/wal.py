@@ -1,4 +1,4 @@
-"""Write-ahead log of accepted batches of COMPACT events (no raw prompt text ever reaches disk).
+"""Write-ahead log of accepted batches of canonical events, RAW PROMPT TEXT INCLUDED.
 
 Layout: ``<dir>/<first_seq:020d>.wal`` segment files, each a sequence of records::
 
@@ -8,6 +8,13 @@ A record is appended and ``fsync``-ed before the batch is acknowledged. A crash 
 record being written (never acknowledged): reading stops at the first short or corrupt record of
 a segment and continues with the next one. Start-up always opens a new segment, and a snapshot
 rotates the log so the segments it covers can be deleted.
+
+Privacy: a batch is logged as it was accepted (canonical events, ``prompt`` and
+``system_prompt`` included) so that fingerprinting can run after the acknowledgement, off the
+request path; the service fingerprints the log's events again when it replays it. The raw text
+on disk is therefore bounded by the snapshot interval: each snapshot (compact events only)
+deletes the segments it covers. Logs written by earlier versions hold compact events; replay
+takes both.
 """
 
 from __future__ import annotations
@@ -40,7 +47,7 @@ def _fsync_dir(path: Path) -> None:
 
 def encode_frame(frame: pl.DataFrame) -> bytes:
     buf = io.BytesIO()
-    frame.write_ipc_stream(buf, compression="lz4")  # ~140 B/event, ~1 ms per 1,000
+    frame.write_ipc_stream(buf, compression="lz4")  # canonical: ~170 B/event, ~1 ms per 1,000
     return buf.getvalue()
 
 

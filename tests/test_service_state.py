@@ -16,11 +16,14 @@ from pydantic import ValidationError
 
 from detector.batch_validation import validate_ndjson_per_line
 from detector.features import account_features
+from detector.fingerprints import fingerprint_events
 from detector.models import DistillScorer
 from service.ingest import BodyError, ingest_body, parse_body
 from service.metrics import ServiceMetrics
 from service.replay import to_ndjson
+from service.runtime import pass_period
 from service.settings import Settings
+from service.snapshot import read_snapshot
 from service.state import ScoringState
 from service.wal import WriteAheadLog
 from tests.batch_support import mutate
@@ -182,6 +185,64 @@ def test_a_new_model_rescores_every_restored_account(
         other = DistillScorer(detectors=("capped_sum",), cap=2.0).fit(feats)
     back = new_state(other, state_dir=tmp_path)
     assert back.n_pending == back.n_accounts == st.n_accounts
+
+
+def test_ingest_acknowledges_before_fingerprinting_and_raw_text_stays_out_of_the_window(
+    model: DistillScorer, events: pl.DataFrame, tmp_path: Path
+) -> None:
+    st = new_state(model, state_dir=tmp_path)
+    batch = events.head(1000)
+    assert st.ingest(batch).accepted == 1000
+    assert st.n_queued == st.n_events == 1000  # acknowledged, not fingerprinted yet
+    view = st.account(batch["account_id"][0])
+    assert view is not None and view.pending and view.score is None
+    assert st.ingest(batch).duplicates == 1000  # idempotent before fingerprinting too
+    # logged as accepted, raw text included (only until the next snapshot)
+    [(_, logged)] = list(WriteAheadLog(tmp_path / "wal").replay())
+    assert logged.equals(batch)
+    assert st.fingerprint_pending(min_events=1001) == 0  # not enough waiting
+    assert st.fingerprint_pending() == 1000 and st.n_queued == 0 and st.n_events == 1000
+    st.ingest(events.slice(1000, 500))  # a pass fingerprints the queue before scoring
+    assert st.rescore().rescored == st.n_accounts and st.n_queued == st.n_pending == 0
+    st.ingest(events.slice(1500, 500))  # queued when the snapshot starts: fingerprinted into it
+    st.snapshot()
+    assert st.n_queued == 0 and st.n_events == 2000 and st.n_pending > 0
+    assert not list(WriteAheadLog(tmp_path / "wal").replay())  # the raw text went with the log
+    snap = read_snapshot(tmp_path)
+    assert snap is not None and snap.events.height == 2000
+    assert {"prompt", "system_prompt"}.isdisjoint(snap.events.columns)
+    assert all({"prompt", "system_prompt"}.isdisjoint(f.columns) for f in st._frames)
+    st.close()
+    back = new_state(model, state_dir=tmp_path)
+    assert back.n_events == 2000 and back.ingest(events.head(2000)).duplicates == 2000
+    # a lagging fingerprinting loop: ingest fingerprints the queue itself past the bound
+    lagging = new_state(model, max_queued_events=1500)
+    lagging.ingest(events.head(1000))
+    assert lagging.n_queued == 1000
+    lagging.ingest(events.slice(1000, 1000))
+    assert lagging.n_queued == 0 and lagging.n_events == 2000
+
+
+def test_a_log_of_compact_events_from_an_earlier_version_is_replayed(
+    model: DistillScorer, events: pl.DataFrame, tmp_path: Path
+) -> None:
+    wal = WriteAheadLog(tmp_path / "wal")
+    wal.append(fingerprint_events(events.head(300).lazy()).collect())
+    wal.append(events.slice(300, 200))  # and one of canonical events after it
+    wal.close()
+    st = new_state(model, state_dir=tmp_path)
+    assert st.n_events == 500 and st.n_queued == 0 and st.wal_seq == 2
+    st.rescore()
+    offline = model.score(account_features(events.head(500)).collect())
+    for acc, score in offline.select("account_id", "score").head(20).iter_rows():
+        view = st.account(acc)
+        assert view is not None and view.score is not None and view.score.score_alone == score
+
+
+def test_rescoring_passes_keep_to_their_share_of_the_time() -> None:
+    assert pass_period(0.4, interval=2.0, share=0.5) == 2.0  # the interval, start to start
+    assert pass_period(1.5, interval=2.0, share=0.5) == 3.0  # a slow pass: twice its duration
+    assert pass_period(1.5, interval=2.0, share=1.0) == 2.0  # share 1: back to back
 
 
 def test_wal_ignores_a_torn_tail(tmp_path: Path, events: pl.DataFrame) -> None:

@@ -26,24 +26,36 @@ bearer = HTTPBearer(
 BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 
-def get_settings(request: Request) -> Settings:
+# Every dependency is ``async def``: FastAPI runs a plain ``def`` dependency in a worker thread,
+# a thread hand-off per dependency per request (most of a GET's cost under ingest load).
+
+
+def settings_of(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_metrics(request: Request) -> ServiceMetrics:
-    metrics: ServiceMetrics = request.app.state.metrics
-    return metrics
-
-
-def get_runtime(request: Request) -> Runtime | None:
+def runtime_of(request: Request) -> Runtime | None:
     runtime: Runtime | None = getattr(request.app.state, "runtime", None)
     return runtime
 
 
-def get_ready_state(request: Request) -> ScoringState:
+async def get_settings(request: Request) -> Settings:
+    return settings_of(request)
+
+
+async def get_metrics(request: Request) -> ServiceMetrics:
+    metrics: ServiceMetrics = request.app.state.metrics
+    return metrics
+
+
+async def get_runtime(request: Request) -> Runtime | None:
+    return runtime_of(request)
+
+
+async def get_ready_state(request: Request) -> ScoringState:
     """The scoring state, or 503 while the model loads / the state is restored."""
-    runtime = get_runtime(request)
+    runtime = runtime_of(request)
     state = runtime.state if runtime is not None else None
     if state is None or not state.ready:
         raise HTTPException(
@@ -79,7 +91,7 @@ def require_scope(
     """
 
     async def check(request: Request, credentials: BearerDep) -> None:
-        settings = get_settings(request)
+        settings = settings_of(request)
         if settings.auth_disabled or (public_setting and getattr(settings, public_setting)):
             return
         if credentials is None or credentials.scheme.lower() != "bearer":
