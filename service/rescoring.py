@@ -4,7 +4,8 @@
   :func:`detector.features.account_features`'s only cross-account inputs are the window bounds
   (passed explicitly) and each model's first appearance in the whole window (passed as
   ``model_first_seen``), so a score equals the offline
-  ``model.score(account_features(window_events))`` for the same window. The campaigns of the
+  ``score_with_slices(model, ...)`` (the model's score, lifted by IP / key slices of
+  multi-tenant accounts) for the same window. The campaigns of the
   last campaign pass are then applied (:meth:`service.live_campaigns.LiveCampaigns.apply`).
 - :func:`score_window`: the campaign pass — every account of the window, then
   :func:`detector.campaigns.detect_campaigns`, as the offline audit does.
@@ -20,6 +21,7 @@ import polars as pl
 
 from detector.features import FEATURE_NAMES, account_features
 from detector.models import DistillScorer
+from detector.subaccounts import score_with_slices
 from service.live_campaigns import LiveCampaigns, campaign_pass
 from service.records import AccountScore, CampaignPass
 
@@ -48,7 +50,15 @@ def score_accounts(
     feats = account_features(
         sub.lazy(), accounts_table, window_start=lo, window_end=hi, model_first_seen=first_seen
     ).collect()
-    alone = model.score(feats)
+    alone = score_with_slices(
+        model,
+        sub,
+        feats,
+        accounts_table,
+        window_start=lo,
+        window_end=hi,
+        model_first_seen=first_seen,
+    )
     return account_scores(live.apply(alone, model), alone, feats, sub, (lo, hi))
 
 
@@ -64,7 +74,7 @@ def score_window(
     feats = account_features(
         window.lazy(), accounts_table, window_start=lo, window_end=hi
     ).collect()
-    alone = model.score(feats)
+    alone = score_with_slices(model, window, feats, accounts_table, window_start=lo, window_end=hi)
     final, table = campaign_pass(window, alone, feats, accounts_table, model)
     scored = account_scores(final, alone, feats, window, (lo, hi))
     done = CampaignPass(

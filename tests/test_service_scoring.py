@@ -18,6 +18,7 @@ from detector.campaigns import detect_campaigns
 from detector.features import FEATURE_NAMES, account_features
 from detector.fingerprints import fingerprint_events
 from detector.models import DistillScorer
+from detector.subaccounts import score_with_slices
 from service.replay import replay
 from service.settings import Settings
 from tests.service_support import (
@@ -69,7 +70,8 @@ def replayed(server: ThreadServer, tmp_path_factory: pytest.TempPathFactory) -> 
 @pytest.fixture(scope="module")
 def offline(replayed: dict[str, Any]) -> dict[str, pl.DataFrame]:
     """The offline audit's path on the window the last campaign pass saw: features, scores
-    alone, then detect_campaigns (link, group, score, lift), as detector.audit does."""
+    alone (with IP / key slices), then detect_campaigns (link, group, score, lift), as
+    detector.audit does."""
     data = scenario(TEST_SEED)
     model = DistillScorer.load(model_path())
     w = replayed["campaigns"]["window"]
@@ -80,7 +82,9 @@ def offline(replayed: dict[str, Any]) -> dict[str, pl.DataFrame]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         feats = account_features(compact, data.accounts, window_start=lo, window_end=hi).collect()
-        alone = model.score(feats)
+        alone = score_with_slices(
+            model, compact, feats, data.accounts, window_start=lo, window_end=hi
+        )
         found = detect_campaigns(
             compact, alone, feats, data.accounts, calibrate=model.calibrate,
             threshold=model.threshold_,
