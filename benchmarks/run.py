@@ -115,21 +115,26 @@ def bench_audit(scenario: str, seed: int = 1) -> str:
 def bench_detection(scenario: str) -> str:
     from detector.evaluate import metrics
     from detector.features import account_features
+    from detector.fingerprints import fingerprint_events
     from detector.models import DistillScorer
+    from detector.subaccounts import score_with_slices
     from synthetic_logs.generate import generate
 
     t = time.perf_counter()
     train, test = generate(scenario, seed=1), generate(scenario, seed=2)
     f_train = account_features(train.events, train.accounts).collect()
-    f_test = account_features(test.events, test.accounts).collect()
-    lines = [f"### detection `{scenario}` (fit on seed 1, evaluated on seed 2)\n"]
+    c_test = fingerprint_events(test.events).collect()
+    f_test = account_features(c_test, test.accounts).collect()
+    lines = [
+        f"### detection `{scenario}` (fit on seed 1, evaluated on seed 2; accounts with their "
+        "IP / key slices, without campaigns)\n"
+    ]
     for mode, labels in (("unsupervised", None), ("supervised", train.labels)):
         model = DistillScorer().fit(f_train, labels)
-        m = metrics(model.score(f_test), test.labels)
+        own = score_with_slices(model, c_test, f_test, test.accounts)
+        m = metrics(own, test.labels)
         y = f_test.join(test.labels, on="account_id")
-        scored = model.score(f_test).join(
-            y.select("account_id", "archetype", "is_attack"), on="account_id"
-        )
+        scored = own.join(y.select("account_id", "archetype", "is_attack"), on="account_id")
         lines.append(
             f"**{mode}**: ROC-AUC {m['roc_auc']:.4f}, PR-AUC {m['pr_auc']:.4f}, recall at 0.1 % "
             f"FPR {m['recall_at_fpr']['0.001']:.3f}, at 1 % FPR {m['recall_at_fpr']['0.01']:.3f}; "
