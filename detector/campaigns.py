@@ -122,7 +122,11 @@ def _shared_values(members: pl.DataFrame, evidence: pl.DataFrame, min_share: flo
         .group_by("campaign_id", "kind")
         .agg(
             pl.len().cast(pl.Int64).alias("count"),
-            pl.col("value").sort_by("holders", descending=True).head(3).alias("top"),
+            # most held first; ties by value, so that the summary is reproducible
+            pl.col("value")
+            .sort_by(["holders", "value"], descending=[True, False])
+            .head(3)
+            .alias("top"),
         )
     )
     out = members.select("campaign_id").unique()

@@ -307,10 +307,126 @@ def _share(expr: pl.Expr) -> pl.Expr:
     return expr.cast(pl.Float64).mean()
 
 
-def _entropy(col: str, norm: float) -> pl.Expr:
-    """Normalised Shannon entropy of a column's value distribution within the group."""
-    counts = pl.col(col).value_counts().struct.field("count").cast(pl.Float64)
-    return (counts.entropy(normalize=True) / norm).alias(f"__ent_{col}")
+def _entropy(counts: str, norm: float) -> pl.Expr:
+    """Normalised Shannon entropy of a list of value counts. The lists are sorted (see
+    :func:`_grouped`) so that accounts with the same counts get the same value to the last bit
+    (a float sum depends on its order; polars drops a sort before an aggregation)."""
+    entropy = pl.element().cast(pl.Float64).entropy(normalize=True)
+    return pl.col(counts).list.eval(entropy).list.first() / norm
+
+
+def _hashed(col: str) -> pl.Expr:
+    """A string column as 64-bit hashes (nulls kept): distinct counts per account then compare
+    integers, not strings. A collision inside one account is ~n²/2^65 unlikely."""
+    return pl.when(pl.col(col).is_not_null()).then(pl.col(col).hash()).alias(col)
+
+
+ACCOUNT_KEY = "__acct"  # integer account key: the account id's categorical code
+
+
+def _counted(events: pl.LazyFrame, models: pl.LazyFrame) -> pl.LazyFrame:
+    """Features that are sums, means and extremes over an account's requests: one hash
+    aggregation over the events as they come (no sort)."""
+    n = pl.len().cast(pl.Float64)
+    is_new = pl.col("__model_new") & (pl.col("ts") <= pl.col("__new_until"))
+    return (
+        events.join(models, on="model", how="left")
+        .group_by(ACCOUNT_KEY)
+        .agg(
+            pl.col("account_id").first(),
+            n.alias("__n"),
+            pl.col("ts").min().alias("__first_ts"),
+            (
+                pl.col("completion_tokens").sum()
+                / pl.col("prompt_tokens").sum().clip(lower_bound=1)
+            ).alias("completion_prompt_ratio"),
+            pl.col("completion_tokens").mean().alias("mean_completion_tokens"),
+            _share(pl.col("finish_reason") == "length").alias("max_tokens_saturation"),
+            _share(pl.col("max_tokens").fill_null(0) >= 4096).alias("high_max_tokens_share"),
+            _share(pl.col("max_tokens").fill_null(1_000_000) <= 4).alias("tiny_max_tokens_share"),
+            _share(pl.col("n") > 1).alias("n_gt1_share"),
+            _share(pl.col("logprobs")).alias("logprobs_share"),
+            _share(pl.col("logit_bias_size") > 0).alias("logit_bias_share"),
+            _share(pl.col("stream")).alias("stream_share"),
+            _share(pl.col("tools_count") > 0).alias("tools_share"),
+            _share(pl.col("status") >= 400).alias("error_share"),
+            _share(pl.col("cot")).alias("cot_rate"),
+            _share(pl.col("rubric")).alias("rubric_rate"),
+            _share(pl.col("rewrite")).alias("rewrite_rate"),
+            _share(pl.col("bench")).alias("bench_rate"),
+            _share(~pl.col("script").is_in(["latin", "none"])).alias("non_latin_share"),
+            _share(pl.col("sys_h").is_not_null()).alias("system_prompt_share"),
+            pl.col("prompt_chars").mean().alias("mean_prompt_chars"),
+            _share(is_new).alias("new_model_share"),
+        )
+    )
+
+
+def _grouped(events: pl.LazyFrame) -> pl.LazyFrame:
+    """Features on the order of an account's requests and on its distinct values: the few
+    columns they need (strings as hashes) are sorted by account once, so that every account is
+    one contiguous slice."""
+    n = pl.len().cast(pl.Float64)
+    us = pl.col("ts").dt.epoch("us")
+    hour = us // 3_600_000_000  # UTC clock hour (= ts truncated to the hour)
+    gap = us.sort().diff().truediv(1e6)  # seconds between consecutive requests
+    mid = pl.col("ts").min() + (pl.col("ts").max() - pl.col("ts").min()) / 2
+    tmpl = pl.col("tmpl").unique_counts()
+    conv = pl.col("conversation_id").drop_nulls().unique_counts()  # requests per conversation
+    return (
+        events.select(
+            ACCOUNT_KEY,
+            "ts",
+            "tmpl",
+            "nd1",
+            "nd2",
+            "sys_h",
+            "temperature",
+            *(_hashed(c) for c in ("topic", "ip", "ip_prefix", "user_agent", "api_key_id")),
+            _hashed("conversation_id"),
+        )
+        .sort(ACCOUNT_KEY, maintain_order=True)
+        .with_columns(pl.col(ACCOUNT_KEY).set_sorted())
+        .group_by(ACCOUNT_KEY)
+        .agg(
+            hour.n_unique().cast(pl.Float64).alias("active_hours"),
+            (hour % 24).unique_counts().sort().alias("__hour_counts"),
+            # here, not in _counted: summed in the events' order (a float sum depends on it)
+            pl.col("temperature").cast(pl.Float64).std().fill_null(0.0).alias("temperature_std"),
+            gap.alias("__gaps"),  # statistics of a list: cheaper than three of one expression
+            (us // 60_000_000).unique_counts().max().cast(pl.Float64).alias("peak_per_minute"),
+            (1.0 - tmpl.len() / n).alias("template_reuse"),
+            (tmpl.max() / n).alias("top_template_share"),
+            _share(pl.col("nd1").is_duplicated() | pl.col("nd2").is_duplicated()).alias(
+                "near_dup_rate"
+            ),
+            pl.col("topic").unique_counts().sort().alias("__topic_counts"),
+            pl.col("sys_h")
+            .drop_nulls()
+            .n_unique()
+            .cast(pl.Float64)
+            .alias("distinct_system_prompts"),
+            pl.col("ip").n_unique().cast(pl.Float64).alias("distinct_ips"),
+            pl.col("ip_prefix").n_unique().cast(pl.Float64).alias("distinct_prefixes"),
+            pl.col("user_agent").n_unique().cast(pl.Float64).alias("distinct_user_agents"),
+            pl.col("api_key_id").n_unique().cast(pl.Float64).alias("distinct_keys"),
+            # outside any conversation, or alone in its conversation
+            ((n - conv.sum() + (conv == 1).sum()) / n).alias("single_turn_share"),
+            (conv.sum() / conv.len().clip(lower_bound=1))
+            .cast(pl.Float64)
+            .alias("turns_per_conversation"),
+            ((pl.col("ts") > mid).sum() / (pl.col("ts") <= mid).sum().clip(lower_bound=1))
+            .cast(pl.Float64)
+            .alias("ramp_up"),
+        )
+        .with_columns(
+            (pl.col("__gaps").list.std() / pl.col("__gaps").list.mean()).alias("iat_cv"),
+            pl.col("__gaps").list.median().alias("median_gap_s"),
+            _entropy("__hour_counts", 3.1780538303479458).alias("hour_entropy"),  # log(24)
+            pl.col("__topic_counts").list.len().cast(pl.Float64).alias("topic_breadth"),
+            _entropy("__topic_counts", 2.1972245773362196).alias("topic_entropy"),  # log(9)
+        )
+    )
 
 
 def account_features(
@@ -329,109 +445,41 @@ def account_features(
     ``model_first_seen`` (``model, first_ts``) says when each model first appeared in the whole
     window, for callers that pass only some accounts' events (the live service); by default it
     is taken from ``events``.
+
+    The query makes two passes over the events, joined per account: sums and shares in one
+    hash aggregation (:func:`_counted`), order and distinct-value features over the events
+    sorted by account (:func:`_grouped`); the input order does not matter.
     """
     lf = events.lazy()
     if "prompt" in lf.collect_schema().names():
         lf = fingerprint_events(lf)
     bounds = lf.select(pl.col("ts").min().alias("lo"), pl.col("ts").max().alias("hi"))
-    lf = lf.join(bounds, how="cross")
     if window_start is not None:
-        lf = lf.with_columns(pl.lit(window_start).cast(TS_DTYPE).alias("lo"))
+        bounds = bounds.with_columns(pl.lit(window_start).cast(TS_DTYPE).alias("lo"))
     if window_end is not None:
-        lf = lf.with_columns(pl.lit(window_end).cast(TS_DTYPE).alias("hi"))
+        bounds = bounds.with_columns(pl.lit(window_end).cast(TS_DTYPE).alias("hi"))
     # when each model first appears in the window (a "new" model appears after the start)
     first_seen = (
         model_first_seen.lazy().select("model", pl.col("first_ts").alias("__model_first"))
         if model_first_seen is not None
         else lf.group_by("model").agg(pl.col("ts").min().alias("__model_first"))
     )
-    lf = lf.join(first_seen, on="model", how="left")
-    grace = pl.duration(hours=NEW_MODEL_GRACE_H)
-    is_new = (pl.col("__model_first") > pl.col("lo") + grace) & (
-        pl.col("ts") <= pl.col("__model_first") + pl.duration(hours=24)
+    models = first_seen.join(bounds, how="cross").select(
+        "model",
+        (pl.col("__model_first") > pl.col("lo") + pl.duration(hours=NEW_MODEL_GRACE_H)).alias(
+            "__model_new"
+        ),
+        (pl.col("__model_first") + pl.duration(hours=24)).alias("__new_until"),
     )
-    conv_size = pl.len().over("account_id", "conversation_id")
-    lf = lf.sort("account_id", "ts").with_columns(
-        pl.col("ts").diff().over("account_id").dt.total_microseconds().truediv(1e6).alias("__gap"),
-        pl.col("ts").dt.hour().alias("__hour"),
-        pl.col("ts").dt.truncate("1h").alias("__clock_hour"),
-        pl.col("ts").dt.truncate("1m").alias("__minute"),
-        is_new.alias("__new_model"),
-        (pl.col("conversation_id").is_null() | (conv_size == 1)).alias("__single"),
-        pl.len().over("account_id", "nd1").alias("__nd1_n"),
-        pl.len().over("account_id", "nd2").alias("__nd2_n"),
+    lf = lf.with_columns(pl.col("account_id").cast(pl.Categorical).to_physical().alias(ACCOUNT_KEY))
+    window_days = ((pl.col("hi") - pl.col("lo")).dt.total_seconds() / 86_400.0).clip(
+        lower_bound=1.0
     )
-    window_days = (
-        (pl.col("hi").first() - pl.col("lo").first()).dt.total_seconds() / 86_400.0
-    ).clip(lower_bound=1.0)
-    mid = pl.col("ts").min() + (pl.col("ts").max() - pl.col("ts").min()) / 2
-    n = pl.len().cast(pl.Float64)
     agg = (
-        lf.group_by("account_id")
-        .agg(
-            (n / window_days).alias("requests_per_day"),
-            pl.col("__clock_hour").n_unique().cast(pl.Float64).alias("active_hours"),
-            _entropy("__hour", 3.1780538303479458),  # log(24)
-            (pl.col("__gap").std() / pl.col("__gap").mean()).alias("iat_cv"),
-            pl.col("__gap").median().alias("median_gap_s"),
-            pl.col("__minute")
-            .value_counts()
-            .struct.field("count")
-            .max()
-            .cast(pl.Float64)
-            .alias("peak_per_minute"),
-            (
-                pl.col("completion_tokens").sum()
-                / pl.col("prompt_tokens").sum().clip(lower_bound=1)
-            ).alias("completion_prompt_ratio"),
-            pl.col("completion_tokens").mean().alias("mean_completion_tokens"),
-            _share(pl.col("finish_reason") == "length").alias("max_tokens_saturation"),
-            _share(pl.col("max_tokens").fill_null(0) >= 4096).alias("high_max_tokens_share"),
-            _share(pl.col("max_tokens").fill_null(1_000_000) <= 4).alias("tiny_max_tokens_share"),
-            _share(pl.col("n") > 1).alias("n_gt1_share"),
-            _share(pl.col("logprobs")).alias("logprobs_share"),
-            _share(pl.col("logit_bias_size") > 0).alias("logit_bias_share"),
-            pl.col("temperature").cast(pl.Float64).std().fill_null(0.0).alias("temperature_std"),
-            _share(pl.col("stream")).alias("stream_share"),
-            _share(pl.col("tools_count") > 0).alias("tools_share"),
-            _share(pl.col("status") >= 400).alias("error_share"),
-            (1.0 - pl.col("tmpl").n_unique() / n).alias("template_reuse"),
-            (pl.col("tmpl").value_counts().struct.field("count").max() / n).alias(
-                "top_template_share"
-            ),
-            _share((pl.col("__nd1_n") > 1) | (pl.col("__nd2_n") > 1)).alias("near_dup_rate"),
-            pl.col("topic").n_unique().cast(pl.Float64).alias("topic_breadth"),
-            _entropy("topic", 2.1972245773362196),  # log(9)
-            _share(pl.col("cot")).alias("cot_rate"),
-            _share(pl.col("rubric")).alias("rubric_rate"),
-            _share(pl.col("rewrite")).alias("rewrite_rate"),
-            _share(pl.col("bench")).alias("bench_rate"),
-            _share(~pl.col("script").is_in(["latin", "none"])).alias("non_latin_share"),
-            _share(pl.col("sys_h").is_not_null()).alias("system_prompt_share"),
-            pl.col("sys_h")
-            .drop_nulls()
-            .n_unique()
-            .cast(pl.Float64)
-            .alias("distinct_system_prompts"),
-            pl.col("prompt_chars").mean().alias("mean_prompt_chars"),
-            pl.col("ip").n_unique().cast(pl.Float64).alias("distinct_ips"),
-            pl.col("ip_prefix").n_unique().cast(pl.Float64).alias("distinct_prefixes"),
-            pl.col("user_agent").n_unique().cast(pl.Float64).alias("distinct_user_agents"),
-            pl.col("api_key_id").n_unique().cast(pl.Float64).alias("distinct_keys"),
-            _share(pl.col("__single")).alias("single_turn_share"),
-            (
-                pl.col("conversation_id").drop_nulls().len()
-                / pl.col("conversation_id").drop_nulls().n_unique().clip(lower_bound=1)
-            )
-            .cast(pl.Float64)
-            .alias("turns_per_conversation"),
-            pl.col("ts").min().alias("__first_ts"),
-            ((pl.col("ts") > mid).sum() / (pl.col("ts") <= mid).sum().clip(lower_bound=1))
-            .cast(pl.Float64)
-            .alias("ramp_up"),
-            _share(pl.col("__new_model")).alias("new_model_share"),
-        )
-        .rename({"__ent___hour": "hour_entropy", "__ent_topic": "topic_entropy"})
+        _counted(lf, models)
+        .join(_grouped(lf), on=ACCOUNT_KEY)
+        .join(bounds, how="cross")
+        .with_columns((pl.col("__n") / window_days).alias("requests_per_day"))
     )
     if accounts is not None:
         acc = accounts.lazy().select("account_id", "created_at")

@@ -105,6 +105,41 @@ EDGE_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
+def _value_counts(events: pl.LazyFrame, col: str, min_uses: int) -> pl.LazyFrame:
+    """``account_id, value, uses``: the values of ``col`` each account used ``min_uses`` times
+    or more (``__acct``: the account's integer code)."""
+    if events.collect_schema()[col] == pl.String():
+        counts = events.group_by("__acct", col).agg(
+            pl.col("account_id").first(), pl.len().alias("count")
+        )
+    else:  # events sorted by account: a small hash table per account, on one slice each
+        counts = (
+            events.group_by("__acct")
+            .agg(pl.col("account_id").first(), pl.col(col).value_counts().alias("__vc"))
+            .explode("__vc")
+            .unnest("__vc")
+        )
+    return counts.filter(pl.col(col).is_not_null() & (pl.col("count") >= min_uses)).select(
+        "account_id",
+        pl.col(col).cast(pl.String).alias("value"),
+        pl.col("count").cast(pl.UInt32).alias("uses"),
+    )
+
+
+def _most_used(values: pl.LazyFrame, max_values: int) -> pl.LazyFrame:
+    """Each account's ``max_values`` most used values (ties: the smallest value first)."""
+    many = pl.len().over("account_id") > max_values
+    top = (
+        values.filter(many)
+        .group_by("account_id")
+        .agg(
+            pl.col("value", "uses").top_k_by(["uses", "value"], k=max_values, reverse=[False, True])
+        )
+        .explode("value", "uses")
+    )
+    return pl.concat([values.filter(~many), top])
+
+
 def account_evidence(
     compact: pl.LazyFrame | pl.DataFrame,
     accounts: pl.DataFrame | None = None,
@@ -116,40 +151,53 @@ def account_evidence(
 
     Event values count only when used in at least ``min_uses`` requests; an account keeps at
     most ``max_values`` values per kind (its most used). Account-table values (payment
-    fingerprint, email domain) count once, for accounts present in ``compact``."""
+    fingerprint, email domain) count once, for accounts present in ``compact``.
+
+    Accounts are counted by integer code (a categorical of ``account_id``). The hash columns
+    are sorted by account once, so that each account's values are counted on one contiguous
+    slice; the string columns (few distinct values per account) are grouped where they are."""
     lf = compact.lazy()
     names = lf.collect_schema().names()
-    parts: list[pl.LazyFrame] = []
-    for col, kind in EVENT_COLUMNS.items():  # one query per kind, reduced before anything else
-        if col not in names:
-            continue
-        parts.append(
-            lf.filter(pl.col(col).is_not_null())
-            .group_by("account_id", col)
-            .agg(pl.len().cast(pl.UInt32).alias("uses"))
-            .filter(pl.col("uses") >= min_uses)
-            .select(
-                "account_id",
-                pl.lit(kind).alias("kind"),
-                pl.col(col).cast(pl.String).alias("value"),
-                "uses",
-            )
-        )
-    ev = pl.concat(parts) if parts else pl.LazyFrame(schema=EVIDENCE_SCHEMA)
-    ev = (
-        ev.filter(pl.col("value") != "")
-        .sort(["account_id", "kind", "uses", "value"], descending=[False, False, True, False])
-        .filter(pl.int_range(pl.len()).over("account_id", "kind") < max_values)
+    cols = [c for c in EVENT_COLUMNS if c in names]
+    acct = pl.col("account_id").cast(pl.Categorical)  # integer codes, strings kept
+    events = lf.select(acct.to_physical().alias("__acct"), acct.alias("account_id"), *cols)
+    events = events.collect().lazy()
+    hashes = [c for c in cols if events.collect_schema()[c] != pl.String()]
+    # hash columns sorted by account (strings are cheaper grouped where they are)
+    by_account = (
+        events.select("__acct", "account_id", *hashes)
+        .sort("__acct", maintain_order=True)
+        .with_columns(pl.col("__acct").set_sorted())
+        .collect()
+        .lazy()
     )
+    per_kind: dict[str, list[pl.LazyFrame]] = {}
+    for col in cols:
+        per_kind.setdefault(EVENT_COLUMNS[col], []).append(
+            _value_counts(by_account if col in hashes else events, col, min_uses)
+        )
+    counted = pl.collect_all(
+        [
+            _most_used(pl.concat(parts).filter(pl.col("value") != ""), max_values).with_columns(
+                pl.lit(kind).alias("kind")
+            )
+            for kind, parts in per_kind.items()
+        ]
+    )
+    ev = (
+        pl.concat(counted).lazy().select([pl.col(c).cast(t) for c, t in EVIDENCE_SCHEMA.items()])
+        if counted
+        else pl.LazyFrame(schema=EVIDENCE_SCHEMA)
+    ).sort(["account_id", "kind", "uses", "value"], descending=[False, False, True, False])
     if accounts is not None:
-        active = lf.select("account_id").unique()
-        acct = accounts.lazy().join(active, on="account_id", how="semi")
+        active = events.select(pl.col("account_id").unique().cast(pl.String))
+        acct_table = accounts.lazy().join(active, on="account_id", how="semi")
         for col, kind in ACCOUNT_COLUMNS.items():
             if col in accounts.columns:
                 ev = pl.concat(
                     [
                         ev,
-                        acct.filter(pl.col(col).is_not_null() & (pl.col(col) != "")).select(
+                        acct_table.filter(pl.col(col).is_not_null() & (pl.col(col) != "")).select(
                             "account_id",
                             pl.lit(kind).alias("kind"),
                             pl.col(col).cast(pl.String).alias("value"),
@@ -197,34 +245,43 @@ def _candidate_pairs(held: pl.DataFrame, clique_max: int, fanout: int) -> pl.Dat
 
 
 def _sync_evidence(
-    compact: pl.LazyFrame,
+    slots: pl.DataFrame,
     pairs: pl.DataFrame,
-    ids: pl.DataFrame,
     bucket_s: int,
     min_sync: int,
     sync_ratio: float,
 ) -> pl.DataFrame:
-    """``a, b, kind="timing", w, n, values``: shared active time slots among ``pairs``."""
-    slot = (pl.col("ts").dt.epoch("s") // bucket_s).alias("slot")
-    slots = (
-        compact.select("account_id", slot)
-        .unique()
-        .join(ids.lazy().select("account_id", "aidx"), on="account_id")
-        .select("aidx", "slot")
-        .collect()
-    )
+    """``a, b, kind="timing", w, n, values``: shared active time slots among ``pairs``
+    (``slots``: ``aidx, slots``, every account's ``bucket_s`` time slots, a list)."""
     if slots.height == 0 or pairs.height == 0:
         return pl.DataFrame()
-    n_slots = max(int(slots.select(pl.col("slot").max() - pl.col("slot").min()).item()) + 1, 1)
-    per = slots.group_by("aidx").agg(pl.len().alias("m"))
+    extent = slots.select(pl.col("slots").list.max().max() - pl.col("slots").list.min().min())
+    n_slots = max(int(extent.item()) + 1, 1)
+    active = pl.concat([pairs["a"], pairs["b"]]).unique().implode()
+    per = slots.filter(pl.col("aidx").is_in(active)).select(
+        "aidx",
+        pl.col("slots").list.drop_nulls().list.unique(),  # the account's distinct slots
+    )
+
+    def side(s: str) -> pl.LazyFrame:
+        return per.lazy().select(
+            pl.col("aidx").alias(s),
+            pl.col("slots").alias(f"s{s}"),
+            pl.col("slots").list.len().alias(f"m{s}"),
+        )
+
     shared = (
         pairs.lazy()
-        .join(slots.lazy().rename({"aidx": "a"}), on="a")
-        .join(slots.lazy().rename({"aidx": "b"}), on=["b", "slot"])
-        .group_by("a", "b")
-        .agg(pl.len().alias("n"))
-        .join(per.lazy().rename({"aidx": "a", "m": "ma"}), on="a")
-        .join(per.lazy().rename({"aidx": "b", "m": "mb"}), on="b")
+        .join(side("a"), on="a")
+        .join(side("b"), on="b")
+        .select(
+            "a",
+            "b",
+            "ma",
+            "mb",
+            pl.col("sa").list.set_intersection(pl.col("sb")).list.len().alias("n"),
+        )
+        .filter(pl.col("n") > 0)
         .with_columns(
             (pl.col("n") / (pl.col("ma") * pl.col("mb") / n_slots)).alias("ratio"),
         )
@@ -280,16 +337,24 @@ def link_accounts(
     if evidence is None:
         evidence = account_evidence(lf, accounts, min_uses=min_uses, max_values=max_values)
     use = {k.name: k for k in kinds}
+    timing = "timing" in use
+    slot = pl.col("ts").dt.epoch("s") // bucket_s
+    # one pass over the events: the accounts and, for timing, each one's time slots
+    per_account = (
+        lf.group_by("account_id").agg(slot.alias("slots"))
+        if timing
+        else lf.select("account_id").unique()
+    )
     ids = (
-        lf.select("account_id")
-        .unique()
-        .collect()
+        per_account.collect()
         .sort("account_id")
         .with_columns(
             pl.int_range(pl.len(), dtype=pl.UInt32).alias("aidx"),
             pl.col("account_id").hash(17).alias("rank"),
         )
     )
+    slots = ids.select("aidx", "slots") if timing else None
+    ids = ids.select("account_id", "aidx", "rank")
     n_acc = ids.height
     kind_w = pl.DataFrame(
         {
@@ -338,7 +403,7 @@ def link_accounts(
         )
         .collect()
     )
-    if "timing" in use and per_kind.height:
+    if slots is not None and per_kind.height:
         pre = (
             per_kind.join(kind_w, on="kind")
             .group_by("a", "b")
@@ -346,7 +411,7 @@ def link_accounts(
         )
         sync_pairs = pre.filter(pl.col("pre") >= min_edge - KIND_BY_NAME["timing"].cap)
         sync_pairs = sync_pairs.select("a", "b")
-        sync = _sync_evidence(lf, sync_pairs, ids, bucket_s, min_sync, sync_ratio)
+        sync = _sync_evidence(slots, sync_pairs, bucket_s, min_sync, sync_ratio)
         if sync.height:
             per_kind = pl.concat([per_kind, sync.select(per_kind.columns)])
     return _edges(per_kind, kind_w, ids, use, soft_cap, min_edge)

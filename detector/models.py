@@ -8,14 +8,16 @@ self, learned state ends in ``_``; higher score = more suspicious):
    reference median and divided by a robust spread; only the suspicious side is kept
    (``max(z, 0)`` for "up", ``max(-z, 0)`` for "down"). An account that is unusually *quiet* or
    *human* can never look suspicious for it.
-2. **Unsupervised ensemble** on those one-sided deviations, by default pyod's HBOS (a histogram
+2. **Unsupervised ensemble** on those one-sided deviations, by default HBOS (a histogram
    lookup per feature: scoring cost does not grow with training size, so it suits the live
-   path) and the *capped deviation sum* ``sum_j min(d_j, cap)`` ("how many independent
-   suspicious signals, how strongly"), which rewards combinations and stops one extreme
-   feature from dominating. IsolationForest (``"iforest"``) is available too but is off by
-   default: on ``default`` it ranks rare-but-legitimate eval harnesses and researchers above
-   hydra members (PR-AUC 0.72 alone vs 0.96 for HBOS; see benchmarks/RESULTS.md). Each
-   detector's output is standardised on the reference population and the outputs averaged.
+   path; pyod's HBOS, computed in numpy by :class:`HistogramDetector` so that no process
+   waits for a JIT compile) and the *capped deviation sum* ``sum_j min(d_j, cap)`` ("how
+   many independent suspicious signals, how strongly"), which rewards combinations and stops
+   one extreme feature from dominating. IsolationForest (``"iforest"``) is available too but
+   is off by default: on ``default`` it ranks rare-but-legitimate eval harnesses and
+   researchers above hydra members (PR-AUC 0.72 alone vs 0.96 for HBOS; see
+   benchmarks/RESULTS.md). Each detector's output is standardised on the reference population
+   and the outputs averaged.
 3. **Optional supervised model** when labels are given: scikit-learn's
    HistGradientBoostingClassifier on the raw features; its log-odds, standardised, are averaged
    with the unsupervised score.
@@ -33,6 +35,7 @@ self, learned state ends in ``_``; higher score = more suspicious):
 from __future__ import annotations
 
 import importlib.metadata
+import math
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self
@@ -76,6 +79,60 @@ def format_value(feature: Feature, value: float | None) -> str:
         if feature.unit in ("/day", "h", "s")
         else (f"{text} {feature.unit}" if feature.unit else text)
     )
+
+
+class HistogramDetector:
+    """pyod's HBOS with a fixed number of bins, in numpy: the same histograms and scores, bit
+    for bit (``tests/test_models.py`` checks it against pyod), without the numba kernel that
+    pyod compiles in every new process (seconds, far more than fitting 20k accounts takes).
+
+    Each feature gets a density histogram of ``n_bins`` equal-width bins; a sample's score is
+    ``-sum_j log2(density_j + alpha)`` over the bins its features fall in (a value outside the
+    training range by less than ``tol`` bin widths counts in the edge bin, farther out in the
+    emptiest bin). Higher = more outlying.
+    """
+
+    def __init__(self, n_bins: int = 10, alpha: float = 0.1, tol: float = 0.5) -> None:
+        self.n_bins = n_bins
+        self.alpha = alpha
+        self.tol = tol
+
+    @staticmethod
+    def _check(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim != 2 or not np.isfinite(x).all():
+            raise ValueError("HistogramDetector needs a 2-d array of finite values")
+        return x
+
+    def fit(self, x: np.ndarray) -> Self:
+        x = self._check(x)
+        self.hist_ = np.zeros([self.n_bins, x.shape[1]])
+        self.bin_edges_ = np.zeros([self.n_bins + 1, x.shape[1]])
+        for j in range(x.shape[1]):
+            self.hist_[:, j], self.bin_edges_[:, j] = np.histogram(
+                x[:, j], bins=self.n_bins, density=True
+            )
+        return self
+
+    def decision_function(self, x: np.ndarray) -> np.ndarray:
+        x = self._check(x)
+        edges, nb = self.bin_edges_, self.n_bins
+        out = np.zeros(x.shape)
+        for j in range(x.shape[1]):
+            v = x[:, j]
+            bins = np.digitize(v, edges[:, j], right=True)  # 0 / nb + 1: outside the range
+            # math.log2 (the C library's), as pyod's numba kernel: numpy's SIMD log2 can
+            # differ in the last bit
+            level = np.array([math.log2(h + self.alpha) for h in self.hist_[:, j]])
+            col = level[np.clip(bins, 1, nb) - 1]
+            low_w = (edges[1, j] - edges[0, j]) * self.tol
+            high_w = (edges[-1, j] - edges[-2, j]) * self.tol
+            far = ((bins == 0) & (edges[0, j] - v > low_w)) | (
+                (bins == nb + 1) & (v - edges[-1, j] > high_w)
+            )
+            col[far] = level.min()
+            out[:, j] = col
+        return np.asarray(np.sum(out, axis=1) * -1)
 
 
 class DistillScorer:
@@ -140,9 +197,6 @@ class DistillScorer:
 
     # ------------------------------------------------------------------ fit / score
     def fit(self, features: pl.DataFrame, labels: pl.DataFrame | None = None) -> Self:
-        from pyod.models.hbos import HBOS
-        from pyod.models.iforest import IForest
-
         if self.supervised == "always" and labels is None:
             raise ValueError("supervised='always' needs labels")
         use_labels = labels is not None and self.supervised != "never"
@@ -180,13 +234,15 @@ class DistillScorer:
             raise ValueError(f"unknown detectors {unknown}: use hbos, capped_sum, iforest")
         self.models_: dict[str, Any] = {}
         if "iforest" in self.detectors:
+            from pyod.models.iforest import IForest
+
             self.models_["iforest"] = IForest(
                 n_estimators=self.n_estimators,
                 max_samples=min(self.max_samples, len(d)),
                 random_state=self.random_state,
             ).fit(d)
         if "hbos" in self.detectors:
-            self.models_["hbos"] = HBOS(n_bins=self.n_bins).fit(d)
+            self.models_["hbos"] = HistogramDetector(n_bins=self.n_bins).fit(d)
         parts = self._parts(d)
         self.part_center_ = np.median(parts[ref], axis=0)
         spread = np.percentile(parts[ref], 75, axis=0) - np.percentile(parts[ref], 25, axis=0)

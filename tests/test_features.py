@@ -9,6 +9,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from detector.features import FEATURE_NAMES, FEATURES, account_features
+from detector.fingerprints import fingerprint_events
 from tests.test_fingerprints import make_events
 
 
@@ -54,6 +55,41 @@ def test_exact_values() -> None:
     assert a["new_model_share"] == 0.0
     assert a["median_gap_s"] == pytest.approx(3600.0)
     assert a["distinct_ips"] == 1.0
+
+
+def test_order_repetition_and_conversation_features_on_unsorted_events() -> None:
+    t0 = datetime(2026, 11, 1, tzinfo=UTC)
+    minutes = [10, 0, 1, 1, 61]  # out of order, two in one minute
+    ev = make_events(
+        [f"question number {i} about soil" for i in range(5)],
+        ts=[t0 + timedelta(minutes=m) for m in minutes],
+        conversation_id=["c1", "c1", None, "c2", "c3"],
+    )
+    compact = fingerprint_events(ev).collect()
+    compact = compact.with_columns(
+        pl.Series("nd1", [7, 7, 8, 9, None], dtype=pl.UInt64),
+        pl.Series("nd2", [1, 2, 3, 4, 5], dtype=pl.UInt64),
+    )
+    a = account_features(compact).collect().row(0, named=True)
+    assert a["median_gap_s"] == pytest.approx(300.0)  # gaps 60, 0, 540, 3060 s
+    assert a["active_hours"] == 2.0
+    assert a["peak_per_minute"] == 2.0
+    assert a["ramp_up"] == pytest.approx(1 / 4)  # after / before the span's midpoint
+    assert a["near_dup_rate"] == pytest.approx(2 / 5)
+    assert a["single_turn_share"] == pytest.approx(3 / 5)  # no conversation, c2, c3
+    assert a["turns_per_conversation"] == pytest.approx(4 / 3)
+    assert a["template_reuse"] == pytest.approx(1 - compact["tmpl"].n_unique() / 5)
+
+
+def test_event_order_does_not_change_features(demo_small) -> None:  # type: ignore[no-untyped-def]
+    compact = fingerprint_events(demo_small.events).collect()
+    shuffled = compact.sample(fraction=1.0, shuffle=True, seed=3)
+    assert_frame_equal(
+        account_features(shuffled).collect(),
+        account_features(compact).collect(),
+        rel_tol=1e-12,
+        abs_tol=1e-12,
+    )
 
 
 def test_account_age_null_without_account_table() -> None:

@@ -6,6 +6,7 @@ The full-size stealth figures (issue 4 targets) are measured by benchmarks/linka
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -118,6 +119,39 @@ def test_account_evidence_reduces_per_account(
     assert ev.filter(pl.col("kind") == "payment").height == accounts.height
     one = account_evidence(compact, None, min_uses=1, max_values=1)
     assert one.group_by("account_id", "kind").len()["len"].max() == 1
+
+
+def test_evidence_keeps_each_accounts_most_used_values() -> None:
+    ips = [f"10.9.0.{i}" for i in range(40) for _ in range(2)] + ["10.9.9.9"] * 5
+    prompts = [f"question {i} about tea" for i in range(len(ips))]
+    compact = fingerprint_events(_account("x", prompts, ips)).collect()
+    ev = account_evidence(compact, None, max_values=32).filter(pl.col("kind") == "ip")
+    assert ev["value"][0] == "10.9.9.9" and ev["uses"].to_list() == [5] + [2] * 31
+    # ties between equally used values: the smallest values are kept
+    assert ev["value"].to_list()[1:] == sorted(f"10.9.0.{i}" for i in range(40))[:31]
+
+
+def test_accounts_active_in_the_same_minutes_are_linked_by_timing() -> None:
+    t0 = datetime(2026, 11, 1, tzinfo=UTC)
+    slots = {"s1": range(0, 1000, 100), "s2": range(0, 1000, 100), "s3": range(50, 1000, 100)}
+    slots |= {f"other{i:02d}": [0, 999] for i in range(20)}  # 1000 slots in the window
+    frames = []
+    for acct, at in slots.items():
+        n = len(at)
+        frames.append(
+            make_events(
+                [f"{acct} question {i} about tea" for i in range(n)],
+                ts=[t0 + timedelta(seconds=120 * s + 5) for s in at],
+                account_id=[acct] * n,
+                # s1, s2, s3 share a rare IP: every pair of them is a candidate
+                ip=["77.7.7.7" if acct.startswith("s") else f"10.0.0.{i}" for i in range(n)],
+                request_id=[f"{acct}-{i}" for i in range(n)],
+            )
+        )
+    edges = link_accounts(fingerprint_events(pl.concat(frames)).collect())
+    by_pair = {(r["src"], r["dst"]): r["evidence"] for r in edges.iter_rows(named=True)}
+    assert "active together in 10 2-minute slots (100x chance)" in by_pair[("s1", "s2")]
+    assert not any(e.startswith("active together") for e in by_pair[("s1", "s3")])
 
 
 def test_large_groups_expand_near_linearly_and_stay_connected() -> None:

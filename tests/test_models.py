@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from detector.features import FEATURE_NAMES
-from detector.models import MODEL_FORMAT, DistillScorer, ModelLoadError
+from detector.models import MODEL_FORMAT, DistillScorer, HistogramDetector, ModelLoadError
 
 
 def population(n: int, seed: int) -> pl.DataFrame:
@@ -27,6 +27,29 @@ def test_estimator_contract() -> None:
     assert m.fit(population(500, 1)) is m
     learned = [k for k in vars(m) if k.endswith("_")]
     assert {"reference_", "threshold_", "median_", "scale_"} <= set(learned)
+
+
+@pytest.mark.parametrize("n_bins", [5, 20])
+def test_histogram_detector_is_pyods_hbos_bit_for_bit(n_bins: int) -> None:
+    from pyod.models.hbos import HBOS
+
+    rng = np.random.default_rng(n_bins)
+    train = np.column_stack(
+        [
+            np.clip(rng.normal(0, 1, 3000), 0, None),  # one-sided deviations: many zeros
+            np.abs(rng.standard_cauchy(3000)),  # heavy tail
+            rng.integers(0, 3, 3000).astype(float),  # few distinct values
+            np.zeros(3000),  # constant
+        ]
+    )
+    ours, pyods = HistogramDetector(n_bins=n_bins).fit(train), HBOS(n_bins=n_bins).fit(train)
+    assert np.array_equal(ours.hist_, pyods.hist_)
+    assert np.array_equal(ours.bin_edges_, pyods.bin_edges_)
+    # inside the training range, slightly and far outside it on both sides
+    for x in (train, train * 1.1 + 0.01, -train, rng.normal(0, 10, train.shape)):
+        assert np.array_equal(ours.decision_function(x), pyods.decision_function(x))
+    with pytest.raises(ValueError):
+        ours.decision_function(np.full((2, 4), np.nan))
 
 
 def test_higher_is_more_suspicious_and_direction_matters() -> None:
