@@ -101,3 +101,12 @@ def test_slices_only_for_multi_tenant_accounts(worlds: tuple[Generated, Generate
     counts = slices.group_by("account_id").len()["len"]
     assert int(counts.min() or 0) >= 50  # type: ignore[arg-type]
     assert slices["account_id"].str.contains("|", literal=True).all()
+
+
+def test_supervised_models_do_not_lift_slices(worlds: tuple[Generated, Generated]) -> None:
+    train, test = worlds
+    model = DistillScorer().fit(
+        account_features(train.events, train.accounts).collect(), train.labels
+    )
+    alone, lifted = _scored(model, test)
+    assert lifted.equals(alone)
