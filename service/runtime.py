@@ -3,7 +3,8 @@
 :class:`Runtime` is what the FastAPI lifespan starts and stops (``main.py`` only wires it):
 
 - ``start``: load the scorer (a failure aborts start-up), then in the background: warm the model
-  up (pyod's HBOS compiles with numba on first use), restore the snapshot and replay the
+  up (models saved before 2026-11-22's numpy HBOS hold pyod's, which compiles with numba on
+  first use; the warm-up also loads the scoring code paths), restore the snapshot and replay the
   write-ahead log, mark the state ready and start the fingerprinting, rescoring and snapshot
   loops (a campaign pass is a rescoring pass of the whole window, run by the same loop when
   due). The fingerprinting loop turns the acknowledged batches queued by ingest into compact
@@ -36,8 +37,8 @@ FINGERPRINT_INTERVAL_S = 0.2  # 50k events/s -> 10k-event chunks (~half the per-
 
 def warm_up(model: DistillScorer) -> None:
     """Score dummy accounts so the first real rescoring passes pay no compile cost: one row,
-    and several (numba compiles per array layout: a one-row matrix is C-contiguous, a taller
-    one from polars is Fortran-ordered)."""
+    and several. (Only older model files hold pyod's numba HBOS, which compiles per array
+    layout: a one-row matrix is C-contiguous, a taller one from polars is Fortran-ordered.)"""
     for n in (1, 3):
         ids = [f"__warmup_{i}__" for i in range(n)]
         model.score(pl.DataFrame({"account_id": ids, **{f: np.zeros(n) for f in FEATURE_NAMES}}))
