@@ -33,7 +33,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import numpy as np
 import polars as pl
 
 from detector.features import account_features
@@ -101,8 +100,7 @@ def lift_slices(
     min_events: int = MIN_EVENTS,
 ) -> pl.DataFrame:
     """``scored`` (the output of ``model.score(features)`` for the accounts of ``events``) with
-    accounts
-    lifted by a slice that scores beyond the whole reference population on its own.
+    accounts lifted by a slice that scores beyond the whole reference population on its own.
 
     ``window_start``, ``window_end`` and ``model_first_seen`` describe the whole window (as for
     :func:`account_features`); they default to ``events``' own, which is right when ``events``
@@ -147,12 +145,7 @@ def lift_slices(
         return scored
     hits = feats.filter(pl.Series(beyond))
     own = model.score(hits).join(meta, on="account_id", how="left")
-    best = (
-        own.sort("raw_score", descending=True)
-        .group_by("parent_id", maintain_order=True)
-        .first()
-        .rename({"account_id": "slice_id"})
-    )
+    best = own.sort("raw_score", descending=True).group_by("parent_id", maintain_order=True).first()
     joined = scored.join(
         best.select(
             pl.col("parent_id").alias("account_id"),
@@ -166,14 +159,12 @@ def lift_slices(
         on="account_id",
         how="left",
     )
-    joined = joined.with_columns(
-        (pl.col("__slice_raw") > pl.col("raw_score")).fill_null(False).alias("__lift")
-    )
-    lift = pl.col("__lift")
-    raw_new = np.where(
-        joined["__lift"].to_numpy(),
-        joined["__slice_raw"].fill_null(0.0).to_numpy(),
-        joined["raw_score"].to_numpy(),
+    lift = (pl.col("__slice_raw") > pl.col("raw_score")).fill_null(False)
+    joined = joined.with_columns(lift.alias("__lift"))
+    raw_new = (
+        joined.select(pl.when("__lift").then("__slice_raw").otherwise("raw_score"))
+        .to_series()
+        .to_numpy()
     )
     headline = pl.format(
         "traffic from {} {} ({} requests, {}% of the account's) scores above every reference "
@@ -188,7 +179,7 @@ def lift_slices(
         pl.Series("score", model.calibrate(raw_new)),
     ).with_columns(
         (pl.col("score") >= model.threshold_).alias("flagged"),
-        pl.when(lift)
+        pl.when("__lift")
         .then(pl.concat_list(headline, pl.col("__slice_reasons")))
         .otherwise(pl.col("reasons"))
         .alias("reasons"),
