@@ -10,6 +10,7 @@ import polars as pl
 
 from detector.schema import TS_DTYPE
 from synthetic_logs import text, vocab
+from synthetic_logs.calibration import categorical
 from synthetic_logs.scenario import Group, Scenario
 
 # Cloud provider prefixes shared by many legitimate backends (and by attackers).
@@ -40,28 +41,29 @@ CLOUD_PREFIXES = tuple(
 )
 
 
-def ip_pool(rng: np.random.Generator, kind: str, n: int, ranges: list[str] | None) -> np.ndarray:
+def ip_pool(rng: np.random.Generator, kind: str, n: int, ranges: list[str] | None) -> pl.Series:
     """``n`` IP strings of a kind: residential (v4 or v6), cloud, proxy (from ``ranges``)."""
-    host = rng.integers(1, 255, n)
+    host = _dec(rng.integers(1, 255, n))
     if kind == "cloud":
-        pre = np.array(CLOUD_PREFIXES, dtype=object)[rng.integers(0, len(CLOUD_PREFIXES), n)]
-        third = rng.integers(0, 256, n)
-        return np.array([f"{p}.{t}.{h}" for p, t, h in zip(pre, third, host, strict=True)])
+        pre = text.pick(rng, CLOUD_PREFIXES, n)
+        return text.concat(pre, ".", _dec(rng.integers(0, 256, n)), ".", host)
     if kind == "proxy" and ranges:
-        pre = np.array(ranges, dtype=object)[rng.integers(0, len(ranges), n)]
-        return np.array([f"{p}.{h}" for p, h in zip(pre, host, strict=True)])
+        return text.concat(text.pick(rng, ranges, n), ".", host)
     # residential / many: random public-looking space; some IPv6 /64s
     a = rng.choice([24, 31, 37, 46, 62, 73, 76, 81, 86, 89, 92, 98, 109, 112, 176, 185, 188], n)
     b, c = rng.integers(0, 256, n), rng.integers(0, 256, n)
     v6 = rng.random(n) < 0.15
-    out = np.array(
-        [f"{x}.{y}.{z}.{h}" for x, y, z, h in zip(a, b, c, host, strict=True)], dtype=object
-    )
+    out = text.concat(_dec(a), ".", _dec(b), ".", _dec(c), ".", host)
     if v6.any():
         k = int(v6.sum())
         g = rng.integers(0, 65536, (k, 4))
-        out[v6] = [f"2a02:{r[0]:x}:{r[1]:x}:{r[2]:x}::{r[3]:x}" for r in g]
+        v6_ips = [f"2a02:{r[0]:x}:{r[1]:x}:{r[2]:x}::{r[3]:x}" for r in g]
+        out = out.scatter(np.flatnonzero(v6), pl.Series(v6_ips, dtype=pl.String))
     return out
+
+
+def _dec(values: np.ndarray) -> pl.Series:
+    return pl.Series(values).cast(pl.String)
 
 
 def user_agents(rng: np.random.Generator, kind: str, n: int) -> np.ndarray:
@@ -72,7 +74,7 @@ def user_agents(rng: np.random.Generator, kind: str, n: int) -> np.ndarray:
         w = np.where(is_browser, 0.0, w)
     elif kind == "browser":
         w = np.where(is_browser, w * 6, w)
-    return uas[rng.choice(len(uas), n, p=w / w.sum())]
+    return uas[categorical(rng, w, n)]
 
 
 def account_table(
@@ -118,7 +120,7 @@ def account_table(
     tw = np.array([0.3, 0.25, 0.15, 0.1, 0.08, 0.07, 0.05])
     if arch.rate_per_day > 500:
         tw = np.array([0.0, 0.05, 0.1, 0.2, 0.25, 0.25, 0.15])
-    tier = np.array(tiers, dtype=object)[rng.choice(len(tiers), n, p=tw / tw.sum())]
+    tier = np.array(tiers, dtype=object)[categorical(rng, tw, n)]
     return pl.DataFrame(
         {
             "account_id": acct_ids,

@@ -76,6 +76,7 @@ ServeGen's per-client token stats (6-hour summaries of big customers, not per-re
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -146,11 +147,31 @@ class LogNormalMixture:
 
     def sample(self, rng: np.random.Generator, size: int | tuple[int, ...]) -> np.ndarray:
         """Draw ``size`` values (floats > 0)."""
-        p = np.asarray(self.weights, dtype=float)
-        idx = rng.choice(len(p), size=size, p=p / p.sum())
+        idx = categorical(rng, self.weights, size)
         mus = np.array([c.mu for c in self.components])
         sigmas = np.array([c.sigma for c in self.components])
-        return np.exp(rng.normal(mus[idx], sigmas[idx]))
+        # mu + sigma * z: the same distribution as rng.normal(mus[idx], sigmas[idx]), ~2x faster
+        z = rng.standard_normal(size)
+        z *= sigmas[idx]
+        z += mus[idx]
+        return np.exp(z, out=z)
+
+
+def categorical(
+    rng: np.random.Generator, weights: Sequence[float] | np.ndarray, size: int | tuple[int, ...]
+) -> np.ndarray:
+    """Indices drawn with probabilities ``weights`` (normalised): the same distribution as
+    ``rng.choice(len(weights), size, p=...)``; for a few categories, comparisons of one uniform
+    draw with the cumulative weights are ~2x faster than its search."""
+    cdf = np.cumsum(np.asarray(weights, dtype=float))
+    cdf /= cdf[-1]
+    u = rng.random(size)
+    if len(cdf) > 8:
+        return np.searchsorted(cdf, u, side="right")
+    idx = np.zeros(u.shape, dtype=np.int64)
+    for c in cdf[:-1]:
+        idx += u >= c
+    return idx
 
 
 def _mix(*parts: tuple[float, float, float]) -> LogNormalMixture:
