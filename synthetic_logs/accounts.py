@@ -77,6 +77,19 @@ def user_agents(rng: np.random.Generator, kind: str, n: int) -> np.ndarray:
     return uas[categorical(rng, w, n)]
 
 
+def campaign_email_domains(sc: Scenario, group: Group, rng: np.random.Generator) -> list[str]:
+    """A campaign's throwaway e-mail domains, ``mailNNN.tld``: each campaign of the scenario
+    draws NNN from its own block of 100-999, so two operators never share a domain by chance
+    (an accidental shared domain would link unrelated campaigns into one)."""
+    names = sorted({g.campaign for g in sc.groups if g.campaign})
+    block = 900 // max(1, len(names))
+    lo = 100 + names.index(str(group.campaign)) * block
+    return [
+        f"mail{rng.integers(lo, lo + block)}.{rng.choice(['xyz', 'top', 'cc'])}"
+        for _ in range(max(1, group.email_domains))
+    ]
+
+
 def account_table(
     sc: Scenario, group: Group, rng: np.random.Generator, acct_ids: pl.Series
 ) -> pl.DataFrame:
@@ -105,13 +118,7 @@ def account_table(
     )
     domains = np.where(company, own, domains)
     if group.campaign:
-        pool_d = np.array(
-            [
-                f"mail{rng.integers(100, 999)}.{rng.choice(['xyz', 'top', 'cc'])}"
-                for _ in range(max(1, group.email_domains))
-            ],
-            dtype=object,
-        )
+        pool_d = np.array(campaign_email_domains(sc, group, rng), dtype=object)
         domains = np.where(rng.random(n) < 0.8, pool_d[rng.integers(0, len(pool_d), n)], domains)
     if group.shared_payment:
         domains[:] = domains[0]
