@@ -15,12 +15,14 @@ from prometheus_client.openmetrics.parser import (
 from detector.models import DistillScorer
 from service.replay import to_ndjson
 from service.settings import Settings
+from service.summary import SEVERITY_BANDS, severity_of
 from tests.service_support import (
     BOTH,
     INGEST,
     READ,
     TEST_SEED,
     ThreadServer,
+    all_accounts,
     client_for,
     free_port,
     model_path,
@@ -221,6 +223,7 @@ def test_metrics_match_what_happened(server: ThreadServer) -> None:
         settle(c)
         after = scrape(c)
         om = c.get("/metrics", headers={"Accept": "application/openmetrics-text"}).text
+        scores = [a["score"] for a in all_accounts(c).values()]
 
     def d(name: str) -> float:
         return after[(name, ())] - before.get((name, ()), 0.0)
@@ -233,8 +236,16 @@ def test_metrics_match_what_happened(server: ThreadServer) -> None:
     tracked = after[("distillguard_accounts_tracked", ())]
     assert tracked > TOP_N and after[("distillguard_accounts_pending", ())] == 0
     assert after[("distillguard_account_score_bucket", (("le", "+Inf"),))] == tracked
-    bands = sum(v for (n, _), v in after.items() if n == "distillguard_accounts_by_severity")
-    assert 0 < bands <= tracked
+    # every band counts exactly the served accounts whose score falls in it
+    bands = {
+        dict(lbl)["severity"]: v
+        for (n, lbl), v in after.items()
+        if n == "distillguard_accounts_by_severity"
+    }
+    assert len(scores) == tracked
+    assert bands == {
+        band: sum(severity_of(s) == band for s in scores) for band, _ in SEVERITY_BANDS
+    }
     top = {
         dict(lbl)["rank"]: v
         for (n, lbl), v in after.items()
