@@ -172,7 +172,7 @@ def bench_campaigns(scenario: str, n_seeds: int, scale: float = 1.0) -> str:
     """How often the campaign layer gets a whole draw right: fit on seed 0, then on seeds
     1..n_seeds (the audit's path: slices, then campaigns) count the hydra campaigns found as
     exactly one served campaign with exactly their members, lifted and all flagged, and the
-    legitimate groups (campaigns of normal accounts only) that are lifted or score >= 90."""
+    legitimate groups (campaigns of normal accounts only) that lift their members."""
     import warnings
 
     from detector.campaigns import detect_campaigns
@@ -211,7 +211,7 @@ def bench_campaigns(scenario: str, n_seeds: int, scale: float = 1.0) -> str:
             lifted += c is not None and c["lift"] > 0 and all(acc[m]["flagged"] for m in members)
         normals = set(g.labels.filter(~pl.col("is_attack"))["account_id"].to_list())
         legit = [c for c in camps.values() if set(c["members"]) <= normals]
-        bad_legit = sum(c["lift"] > 0 or c["score"] >= 90 for c in legit)
+        bad_legit = sum(c["lift"] > 0 for c in legit)
         rows.append((seed, hydras.height, exact, lifted, len(legit), bad_legit))
     ok = sum(h == e == li and b == 0 for _, h, e, li, _, b in rows)
     lines = [
@@ -220,7 +220,7 @@ def bench_campaigns(scenario: str, n_seeds: int, scale: float = 1.0) -> str:
         f"**{ok} / {n_seeds}**",
         f"- hydra campaigns found exactly: {sum(r[2] for r in rows)} / {sum(r[1] for r in rows)}; "
         f"lifted with every member flagged: {sum(r[3] for r in rows)}",
-        f"- legitimate groups lifted or scoring >= 90: {sum(r[5] for r in rows)} of "
+        f"- legitimate groups that lift their members: {sum(r[5] for r in rows)} of "
         f"{sum(r[4] for r in rows)}\n",
         "| seed | hydras | exact | lifted, all flagged | legit groups | legit lifted |",
         "|---:|---:|---:|---:|---:|---:|",
