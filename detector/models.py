@@ -156,7 +156,7 @@ class DistillScorer:
         target_fpr: float = 0.001,
         detectors: tuple[str, ...] = ("hbos", "capped_sum"),
         n_bins: int = 20,
-        cap: float = 4.0,
+        cap: float = 5.0,
         n_estimators: int = 200,
         max_samples: int = 256,
         supervised: str = "auto",
