@@ -141,7 +141,8 @@ class Archetype:
     session_len: float = 5.0  # mean requests per session
     session_gap_s: float = 45.0  # median gap within a session
     # content
-    content: str = "chat"  # chat | app | batch | eval | agent | payload | rubric | rewrite | probe
+    # chat | app | batch | classify | moderation | eval | agent | payload | rubric | rewrite | probe
+    content: str = "chat"
     payload_mix: dict[str, float] = field(default_factory=lambda: {"instruction": 1.0})
     n_templates: int = 3  # templates per account (app, batch) or per campaign (attackers)
     cot_rate: float = 0.03  # share of prompts that ask for step-by-step reasoning
@@ -279,6 +280,57 @@ ARCHETYPES: dict[str, Archetype] = {
             languages=_SDK_EN,
             account_age_days=500,
             error_rate=0.02,
+        ),
+        Archetype(  # hard negative of logit extraction: one label token with its logprobs
+            "classifier",
+            rate_per_day=900,
+            rate_spread=0.9,
+            active_day_prob=0.95,
+            profile="soft",
+            session_len=40,
+            session_gap_s=2,
+            content="classify",
+            n_templates=1,
+            multi_turn=False,
+            system_prompt_rate=0.3,
+            cot_rate=0.0,
+            ip_kind="cloud",
+            n_ips=3,
+            ua_kind="sdk",
+            stream_rate=0.0,
+            max_tokens_null_rate=0.0,
+            max_tokens_choices=(1, 1, 1, 2),
+            logprobs_rate=0.9,
+            top_logprobs_choices=(5, 10),
+            logit_bias_rate=0.5,
+            logit_bias_max=6,
+            temperature_null_rate=0.0,
+            temperature_choices=(0.0,),
+            completion_scale=0.05,
+            languages=_SDK_EN,
+            account_age_days=350,
+        ),
+        Archetype(  # hard negative of safety-behaviour harvesting: users' posts made safe
+            "moderation_app",
+            rate_per_day=250,
+            rate_spread=1.0,
+            active_day_prob=0.98,
+            profile="soft",
+            session_len=1.5,
+            session_gap_s=5,
+            content="moderation",
+            n_templates=2,
+            multi_turn=False,
+            system_prompt_rate=1.0,
+            cot_rate=0.0,
+            ip_kind="cloud",
+            n_ips=3,
+            ua_kind="sdk",
+            max_tokens_null_rate=0.2,
+            max_tokens_choices=(256, 512),
+            temperature_null_rate=0.0,
+            temperature_choices=(0.2, 0.3),
+            account_age_days=400,
         ),
         Archetype(
             "eval_harness",

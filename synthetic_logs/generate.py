@@ -545,11 +545,13 @@ def _texts(
     pieces: text.Pieces
     if arch.content == "chat":
         pieces = text.wrap(text.chat_pieces(rng, lang, pos, corpus), after=[cot])
-    elif arch.content in ("app", "batch", "agent"):
+    elif arch.content in ("app", "batch", "agent", "classify", "moderation"):
         pool = {
             "app": vocab.APP_TEMPLATES,
             "batch": vocab.BATCH_TEMPLATES,
             "agent": vocab.AGENT_TASKS,
+            "classify": vocab.CLASSIFY_TEMPLATES,
+            "moderation": vocab.MODERATION_TEMPLATES,
         }[arch.content]
         k = max(1, arch.n_templates)
         # each account uses its own few templates (with its organisation's name resolved)

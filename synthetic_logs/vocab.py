@@ -425,6 +425,28 @@ RUBRIC_TEMPLATES = (
     "A: {text} B: {text2}",
 )
 
+# Classification services: one label back (max_tokens=1), its log-probabilities as a
+# confidence, often a logit_bias that allows only the label tokens. The same request shape as
+# logit extraction probes, for an ordinary product.
+CLASSIFY_TEMPLATES = (
+    "Is the following review positive or negative? Answer with one word. Review: {text}",
+    "Label ticket {num} as billing, shipping, returns or other. Reply with the label only: "
+    "{text}",
+    "Is this message spam? Answer yes or no. Message: {text}",
+    "Which category fits product {num} best: electronics, home, fashion or toys? {text}",
+    "Does the following comment break the community rules? Answer yes or no: {text}",
+    "Rate the urgency of this request from 1 to {scale}. Reply with the number only: {text}",
+)
+
+# Moderation apps: users' posts rewritten before publishing. "Rewrite safely" prompts at
+# volume from an ordinary product (the hard negative of safety-behaviour harvesting).
+MODERATION_TEMPLATES = (
+    "Rewrite this user comment so it is safe to publish and policy-compliant: {text}",
+    "Rewrite the following forum post in a more neutral tone, removing anything harmful: {text}",
+    "Rewrite this chat message to be harmless and polite, keeping its meaning: {text}",
+    "Rewrite the product review below so it follows our content policy: {text}",
+)
+
 REWRITE_TEMPLATES = (
     "Rewrite the following text so that it is safe and policy-compliant, keeping the meaning: "
     "{text}",
