@@ -1,4 +1,4 @@
-"""Per-event prompt fingerprints, vectorised in polars. Raw text is dropped after this stage.
+"""Per-event prompt fingerprints: one compiled pass per prompt, plus polars expressions.
 
 :func:`fingerprint_events` maps canonical events to *compact* events: every non-text column kept,
 ``prompt`` and ``system_prompt`` replaced by hashes and markers. Everything downstream (features,
@@ -20,7 +20,10 @@ Added columns
 - ``topic``: coarse topic by keywords (code, math, science, writing, business, ...; ``other``).
 - ``prompt_chars``: prompt length in characters; ``ip_prefix``: /24 (IPv4) or /64 (IPv6).
 
-Hashes are polars' 64-bit hashes: stable within a polars version, which is all the features need
+Template, word and band hashes are 64-bit hashes computed by the compiled kernel in
+:mod:`detector._fpkernel` (one pass per prompt; :func:`normalise_text` is the same normalisation
+as a polars expression, kept as the reference the kernel is tested against); ``sys_h`` is
+polars' hash. Hash values are stable for a given code version, which is all the features need
 (they count equalities, never store hash values in a model).
 """
 
@@ -28,11 +31,13 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import polars as pl
 
-TEMPLATE_WORDS = 6
-BAND_ROWS = 3
-N_BANDS = 2
+from detector._fpkernel import BAND_ROWS as BAND_ROWS
+from detector._fpkernel import N_BANDS as N_BANDS
+from detector._fpkernel import SCRIPTS, fingerprint_prompts, ip_prefixes
+from detector._fpkernel import TEMPLATE_WORDS as TEMPLATE_WORDS
 
 COT_PATTERN = (
     r"(?i)step[ -]by[ -]step|chain[ -]of[ -]thought|show (?:your|all) (?:full )?(?:work|reasoning)|"
@@ -135,16 +140,6 @@ TOPIC_KEYWORDS: dict[str, tuple[str, ...]] = {
 }
 
 COMPACT_DROP = ("prompt", "system_prompt")
-_MASKS = (
-    0x0000000000000000,
-    0x9E3779B97F4A7C15,
-    0xBF58476D1CE4E5B9,
-    0x94D049BB133111EB,
-    0x2545F4914F6CDD1D,
-    0x5851F42D4C957F2D,
-    0x14057B7EF767814F,
-    0xD6E8FEB86659FD93,
-)
 
 
 # Capitalised names (ASCII word boundaries: the Unicode-aware ``\b`` costs ~1.5x) and digit runs
@@ -170,7 +165,8 @@ def normalise_text(expr: pl.Expr) -> pl.Expr:
 
 
 def ip_prefix(expr: pl.Expr) -> pl.Expr:
-    """/24 for IPv4, /64 (first four groups) for IPv6."""
+    """/24 for IPv4, /64 (first four groups) for IPv6. (Reference: :func:`fingerprint_events`
+    uses the compiled :func:`detector._fpkernel.ip_prefixes`, which computes the same.)"""
     v4 = expr.str.extract(r"^([0-9]+\.[0-9]+\.[0-9]+)\.[0-9]+$", 1)
     v6 = expr.str.extract(r"^([0-9a-fA-F]*:[0-9a-fA-F]*:[0-9a-fA-F]*:[0-9a-fA-F]*)", 1)
     return pl.when(expr.str.contains(":", literal=True)).then(v6 + "::/64").otherwise(v4 + ".0/24")
@@ -211,48 +207,80 @@ def _topic(normalised: pl.Expr) -> pl.Expr:
     )
 
 
+_KEYWORDS = tuple(_KEYWORD_TOPIC)
+_TOPICS = (*TOPIC_KEYWORDS, "other")
+_KEYWORD_TOPIC_INDEX = tuple(_TOPICS.index(_KEYWORD_TOPIC[k]) for k in _KEYWORDS)
+_FP_FIELDS = {
+    "tmpl": pl.UInt64,
+    "tmpl_tail": pl.UInt64,
+    "nd1": pl.UInt64,
+    "nd2": pl.UInt64,
+    "bench": pl.Boolean,
+    "script": pl.String,
+    "topic": pl.String,
+    "prompt_chars": pl.Int32,
+}
+_FP_DTYPE = pl.Struct(_FP_FIELDS)
+_SCRIPT_NAMES = pl.Series(SCRIPTS, dtype=pl.String)
+_TOPIC_NAMES = pl.Series(_TOPICS, dtype=pl.String)
+
+
+def _fingerprint_batch(prompts: pl.Series) -> pl.Series:
+    """The compiled per-prompt pass (:func:`detector._fpkernel.fingerprint_prompts`) on one
+    batch of the prompt column -> a struct Series of its outputs."""
+    r = fingerprint_prompts(prompts, _KEYWORDS, _KEYWORD_TOPIC_INDEX, BENCH_MARKERS)
+    topic = r["topic"].astype(np.int64)
+    topic[topic < 0] = len(_TOPICS) - 1
+    return pl.DataFrame(
+        {
+            "tmpl": r["tmpl"],
+            "tmpl_tail": r["tmpl_tail"],
+            "nd1": r["nd"][:, 0],
+            "nd2": r["nd"][:, 1],
+            "bench": r["bench"],
+            "script": _SCRIPT_NAMES.gather(r["script"]),
+            "topic": _TOPIC_NAMES.gather(topic),
+            "prompt_chars": r["prompt_chars"],
+        },
+        schema=_FP_FIELDS,
+    ).to_struct(prompts.name)
+
+
 def fingerprint_events(events: pl.LazyFrame | pl.DataFrame) -> pl.LazyFrame:
-    """Canonical events -> compact events (no raw text). Pure, lazy, vectorised."""
+    """Canonical events -> compact events (no raw text). Pure and lazy.
+
+    Text normalisation, words, word hashes, MinHash band keys, template hashes, topic, script,
+    length and benchmark markers come from one compiled pass per prompt
+    (:mod:`detector._fpkernel`, run batch by batch), the IP prefix from a compiled loop too;
+    the regex markers and ``sys_h`` are polars expressions."""
     lf = events.lazy()
     prompt = pl.col("prompt").fill_null("")
-    words = pl.col("__norm").str.split(" ")
-    # MinHash: hash every word once, then permute the 64-bit hash space by XOR with fixed masks
-    # (each mask is a bijection, so each gives its own minimum).
-    minhashes = [
-        pl.col("__wh")
-        .list.eval(pl.element().xor(pl.lit(mask, dtype=pl.UInt64)))
-        .list.min()
-        .alias(f"__mh{i}")
-        for i, mask in enumerate(_MASKS[: BAND_ROWS * N_BANDS])
-    ]
-    bands = [
-        pl.concat_list([pl.col(f"__mh{b * BAND_ROWS + r}") for r in range(BAND_ROWS)])
-        .hash(b)
-        .alias(f"nd{b + 1}")
-        for b in range(N_BANDS)
-    ]
+    fp = pl.col("__fp").struct
     return (
-        lf.with_columns(normalise_text(prompt).alias("__norm"))
-        .with_columns(words.list.eval(pl.element().hash(5)).alias("__wh"))
+        lf.with_columns(
+            pl.col("prompt")
+            .map_batches(_fingerprint_batch, return_dtype=_FP_DTYPE, is_elementwise=True)
+            .alias("__fp")
+        )
         .with_columns(
-            # Hashing a list of word hashes is ~6x cheaper than hashing a list of strings.
-            pl.col("__wh").list.head(TEMPLATE_WORDS).hash(7).alias("tmpl"),
-            pl.col("__wh").list.tail(TEMPLATE_WORDS).hash(8).alias("tmpl_tail"),
-            *minhashes,
+            fp.field("tmpl"),
+            fp.field("tmpl_tail"),
             pl.when(pl.col("system_prompt").is_not_null())
             .then(pl.col("system_prompt").hash(11))
             .alias("sys_h"),
             prompt.str.contains(COT_PATTERN).alias("cot"),
             prompt.str.contains(RUBRIC_PATTERN).alias("rubric"),
             prompt.str.contains(REWRITE_PATTERN).alias("rewrite"),
-            prompt.str.contains_any(list(BENCH_MARKERS)).alias("bench"),
-            _script(pl.col("prompt")).alias("script"),
-            _topic(pl.col("__norm")).alias("topic"),
-            prompt.str.len_chars().cast(pl.Int32).alias("prompt_chars"),
-            ip_prefix(pl.col("ip")).alias("ip_prefix"),
+            fp.field("bench"),
+            fp.field("script"),
+            fp.field("topic"),
+            fp.field("prompt_chars"),
+            pl.col("ip")
+            .map_batches(ip_prefixes, return_dtype=pl.String, is_elementwise=True)
+            .alias("ip_prefix"),
         )
-        .with_columns(bands)
-        .drop(["__norm", "__wh", *[f"__mh{i}" for i in range(BAND_ROWS * N_BANDS)], *COMPACT_DROP])
+        .with_columns(fp.field("nd1"), fp.field("nd2"))
+        .drop(["__fp", *COMPACT_DROP])
     )
 
 

@@ -107,3 +107,118 @@ def test_script_topic_and_prefix() -> None:
     assert out["script"].to_list() == ["latin", "cyrillic", "cjk", "none", "none"]
     assert out["topic"][0] == "code"
     assert out["ip_prefix"].to_list()[:3] == ["10.1.2.0/24", "2a02:1:2:3::/64", "192.168.7.0/24"]
+
+
+# The compiled kernel (detector._fpkernel) against the polars expressions it replaces.
+TRICKY = [
+    "",
+    None,
+    " a  b ",
+    "x\u3000",
+    "\u00a0a\x0bb\x0c",
+    "İstanbul İx Σ \u212a",
+    "Bob2 éBob Bobé _Bob Bob_ McDonald The X Abc1 ABC Ab Abc-d 12Bob",
+    "He said \"Hello   there\" and 'ok'",
+    '"' + "x" * 200 + '"',
+    '"' + "x" * 201 + '"',
+    '"' + "1" * 250 + '"',
+    "don't  say\n\n'never'\t`code`  ",
+    "Привет Мир 123 Ёж, ШАГ ЗА ШАГОМ",
+    "请帮我 写 Python 代码 python",
+    "مرحبا Ahmed",
+    "\u2028 Hi \u3000",
+    '""',
+    "'",
+    'a "b" "c',
+    "ÉCOLE Émile",
+    "fix my python function",
+    'what is a "python" for, then ask about dysfunctional sales',
+    "Undef x",
+    "Question (astronomy): A) x B) y Answer: solve_it ```",
+    "😀 emoji Ünïcödé 𝔘 text",
+]
+
+
+def _reference(prompts: list[str | None]) -> pl.DataFrame:
+    from detector import fingerprints as f
+
+    p = pl.col("prompt").fill_null("")
+    return pl.DataFrame({"prompt": prompts}, schema={"prompt": pl.String}).select(
+        f.normalise_text(p).alias("norm"),
+        f._script(pl.col("prompt")).alias("script"),
+        f._topic(f.normalise_text(p)).alias("topic"),
+        p.str.contains_any(list(f.BENCH_MARKERS)).alias("bench"),
+        p.str.len_chars().cast(pl.Int32).alias("prompt_chars"),
+    )
+
+
+def test_kernel_normalisation_matches_polars_reference() -> None:
+    from detector._fpkernel import normalised_text
+
+    ref = _reference(TRICKY)
+    assert normalised_text(pl.Series(TRICKY, dtype=pl.String)) == ref["norm"].to_list()
+    # the one known difference: Greek capital sigma always becomes σ (no final-sigma rule)
+    assert normalised_text(pl.Series(["ΣΑΣ"])) == ["σασ"]
+
+
+def test_kernel_columns_match_polars_reference() -> None:
+    ref = _reference(TRICKY)
+    out = fp(TRICKY)
+    for c in ("script", "topic", "bench", "prompt_chars"):
+        assert out[c].to_list() == ref[c].to_list(), c
+
+
+def test_template_hash_equal_iff_first_words_equal() -> None:
+    ref = _reference(TRICKY * 2 + ["a b c d e f g", "a b c d e f h", "z b c d e f g"])
+    out = fp(TRICKY * 2 + ["a b c d e f g", "a b c d e f h", "z b c d e f g"])
+    words = [s.split(" ") for s in ref["norm"].to_list()]
+    heads = [tuple(w[:6]) for w in words]
+    tails = [tuple(w[-6:]) for w in words]
+    t, tt = out["tmpl"].to_list(), out["tmpl_tail"].to_list()
+    for i in range(len(words)):
+        for j in range(len(words)):
+            assert (t[i] == t[j]) == (heads[i] == heads[j])
+            assert (tt[i] == tt[j]) == (tails[i] == tails[j])
+
+
+def test_band_keys_depend_on_the_word_set_only() -> None:
+    out = fp(["b a c a d", "a b c d", "a b c d e"])
+    assert out["nd1"][0] == out["nd1"][1] and out["nd2"][0] == out["nd2"][1]
+
+
+def test_empty_and_chunked_inputs() -> None:
+    empty = fingerprint_events(make_events([]).lazy())
+    assert empty.collect_schema() == empty.collect().schema
+    one = fp(["Summarize ticket 12 please"])
+    many = fingerprint_events(
+        pl.concat([make_events(["Summarize ticket 12 please"] * 3)] * 40_000, rechunk=False)
+    ).collect(engine="streaming")
+    assert many["tmpl"].n_unique() == 1 and many["tmpl"][0] == one["tmpl"][0]
+    assert many["nd1"].n_unique() == 1 and many["nd1"][0] == one["nd1"][0]
+
+
+def test_ip_prefix_kernel_matches_polars_reference() -> None:
+    from detector._fpkernel import ip_prefixes
+    from detector.fingerprints import ip_prefix
+
+    ips = [
+        "1.2.3.4",
+        "10.20.30.255",
+        "1.2.3",
+        "1.2.3.4.5",
+        "01.002.3.44",
+        "1.2.3.",
+        "1.2.3.4 ",
+        "::1",
+        "2a02:1:2:3::9",
+        "2A02:db8:0:0:1",
+        "1:2:3",
+        ":::",
+        "1:2:3:zz",
+        "1.2.3.4:80",
+        "",
+        None,
+    ]
+    s = pl.Series("ip", ips, dtype=pl.String)
+    ref = pl.DataFrame({"ip": s}).select(ip_prefix(pl.col("ip")))["ip"]
+    assert ip_prefixes(s).to_list() == ref.to_list()
