@@ -430,8 +430,7 @@ RUBRIC_TEMPLATES = (
 # logit extraction probes, for an ordinary product.
 CLASSIFY_TEMPLATES = (
     "Is the following review positive or negative? Answer with one word. Review: {text}",
-    "Label ticket {num} as billing, shipping, returns or other. Reply with the label only: "
-    "{text}",
+    "Label ticket {num} as billing, shipping, returns or other. Reply with the label only: {text}",
     "Is this message spam? Answer yes or no. Message: {text}",
     "Which category fits product {num} best: electronics, home, fashion or toys? {text}",
     "Does the following comment break the community rules? Answer yes or no: {text}",
