@@ -8,6 +8,9 @@ Measures, against real uvicorn servers in child processes on this machine:
   (write-ahead log with fsync on), and the same batches into a no-op FastAPI endpoint that
   only reads the body, measured before AND after the service (their mean is the reference: on
   a shared machine the load drifts): the ratio is the figure that travels between machines;
+- the server's CPU time per batch during that ingest (every thread), and the cores it kept busy
+  (Python code runs on one at a time, the GIL's; decoding, polars and fsync need not): steadier
+  than events/s when other work shares the machine;
 - p50 / p99 latency of ``GET /v1/accounts/{id}`` while that ingest runs;
 - time from an event's POST to its account's refreshed score (``pending`` false again), sampled
   during the load;
@@ -15,7 +18,7 @@ Measures, against real uvicorn servers in child processes on this machine:
   account's compact events in the window);
 - a per-stage cost breakdown of one 1,000-event batch, in process: what the request path runs
   (validation, then duplicate check + write-ahead log + queue) and what the background loop runs
-  (fingerprinting, in chunks), with the per-line validation path for comparison.
+  (fingerprinting, in chunks), with the orjson and per-line validation paths for comparison.
 
 Prints a Markdown section for ``benchmarks/RESULTS.md`` and the raw figures as JSON.
 """
@@ -75,6 +78,12 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (every thread)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
@@ -195,7 +204,9 @@ def stage_costs(model_path: Path, events: pl.DataFrame, batch: int) -> dict[str,
     """Milliseconds per stage for one batch, in process (median of 5)."""
     import tempfile as tf
 
-    from detector.batch_validation import validate_ndjson
+    import orjson
+
+    from detector.batch_validation import validate_ndjson, validate_records
     from detector.fingerprints import fingerprint_events
     from detector.models import DistillScorer
     from detector.schema import check_record, records_to_frame
@@ -226,8 +237,10 @@ def stage_costs(model_path: Path, events: pl.DataFrame, batch: int) -> dict[str,
         return 1000 * statistics.median(times)
 
     return {
-        # what the service runs: orjson + column-wise checks + frame, for the whole body
+        # what the service runs: the bulk path (pyarrow decode + vectorised checks, GIL released)
         "validate_ndjson": ms(lambda: validate_ndjson(body)),
+        # its fallback for bodies with a doubtful line: orjson + column-wise checks + frame
+        "validate_orjson": ms(lambda: validate_records(list(map(orjson.loads, lines)))),
         # the per-line path it replaced (and falls back to for flagged lines), for comparison
         "json_decode": ms(lambda: [json.loads(line) for line in lines]),
         "check_record": ms(lambda: [check_record(r) for r in recs]),
@@ -317,10 +330,16 @@ def main() -> None:
         ]
         for p in probes:
             p.start()
+        cpu0 = cpu_seconds(srv.pid)
         secs = load.run()
+        cpu1 = cpu_seconds(srv.pid)
         for p in probes:
             p.join()
         results["service_events_per_s"] = (load_events.height - 5 * args.batch) / secs
+        # CPU of the server process (every thread) per batch: steadier than events/s on a
+        # shared machine, and how far from one core (the GIL) the service gets
+        results["server_cpu_ms_per_batch"] = 1000 * (cpu1 - cpu0) / len(load.batches)
+        results["server_cores_busy"] = (cpu1 - cpu0) / secs
         deadline = time.monotonic() + 120
         while metric(url, "distillguard_accounts_pending") > 0 and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -374,6 +393,10 @@ def report(r: dict[str, Any]) -> str:
             f"{r['noop_after_events_per_s']:,.0f})",
         ),
         ("ratio (service / no-op)", f"{r['ratio_to_noop']:.3f}"),
+        (
+            "server CPU per batch under load (cores busy)",
+            f"{r['server_cpu_ms_per_batch']:.1f} ms ({r['server_cores_busy']:.2f})",
+        ),
         (
             "GET /v1/accounts/{id} under load, p50 / p99",
             f"{r['get_account_p50_ms']:.1f} / {r['get_account_p99_ms']:.1f} ms "

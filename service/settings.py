@@ -175,8 +175,9 @@ class Settings(BaseSettings):
         description=(
             "POST /v1/events bodies processed at once (decoding, validation and the "
             "write-ahead log run in worker threads; others wait their turn; fingerprinting runs "
-            "later, in the background). Validation is Python code holding the GIL, so more than "
-            "about 2 rarely adds throughput and costs read latency."
+            "later, in the background). A valid body is decoded by pyarrow without the GIL; "
+            "the rest of the request path holds it, so more than about 2 rarely adds throughput "
+            "and costs read latency."
         ),
     )
     metrics_public: bool = Field(

@@ -42,6 +42,7 @@ import heapq
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -82,6 +83,15 @@ _MICROSECOND = timedelta(microseconds=1)
 def _micros(ts: datetime) -> int:
     """Microseconds since the epoch (the physical value of a ``TS_DTYPE`` timestamp)."""
     return (ts - _EPOCH) // _MICROSECOND
+
+
+def _newest(accounts: list[str], micros: list[int]) -> dict[str, int]:
+    """The newest microsecond of each account (C loops: the last of each account's values in
+    time order)."""
+    if micros == sorted(micros):  # the usual batch: in time order
+        return dict(zip(accounts, micros, strict=True))
+    order = sorted(range(len(micros)), key=micros.__getitem__)
+    return dict(zip(map(accounts.__getitem__, order), map(micros.__getitem__, order), strict=True))
 
 
 def compact_schema() -> pl.Schema:
@@ -155,6 +165,12 @@ class ScoringState:
 
         No polars work on the window here, and none that waits for polars' thread pool (busy
         with rescoring passes): plain Python over the batch's ids, accounts and timestamps."""
+        out = self._ingest(events)
+        if out.accepted and self._queued > self.max_queued_events:  # the background loop lags
+            self.fingerprint_pending()  # help it (after _wal_lock: lock order)
+        return out
+
+    def _ingest(self, events: pl.DataFrame) -> IngestResult:
         out = IngestResult()
         if events.height == 0:
             return out
@@ -169,17 +185,22 @@ class ScoringState:
         payload = encode_frame(events) if self.wal is not None else None
         with self._wal_lock:  # the only writer of _seen's additions and of _window_end
             seen = self._seen
-            rows = [i for i, rid in enumerate(ids) if rid not in seen]
+            batch_ids = set(ids)
+            rows: Sequence[int]
+            if len(batch_ids) == len(ids) and seen.isdisjoint(batch_ids):
+                rows = range(len(ids))  # the usual batch: every id new (C loops only) ...
+                if min(micros) >= self._cut(max(micros)):  # ... and none stale
+                    latest = _newest(accounts, micros)
+                    return self._accept(out, events, rows, batch_ids, latest, payload)
+            else:
+                rows = [i for i, rid in enumerate(ids) if rid not in seen]
             out.duplicates = len(ids) - len(rows)
             if not rows:
                 return out
-            end = max(micros[i] for i in rows)
-            if self._window_end is not None:
-                end = max(end, _micros(self._window_end))
-            cut = end - self.window // _MICROSECOND
+            cut = self._cut(max(micros[i] for i in rows))
             keep: list[int] = []
-            batch_ids: set[str] = set()
-            latest: dict[str, int] = {}
+            batch_ids = set()
+            latest = {}
             for i in rows:
                 rid, us = ids[i], micros[i]
                 if us < cut:
@@ -194,17 +215,37 @@ class ScoringState:
                         latest[acc] = us
             if not keep:
                 return out
-            accepted = events if len(keep) == len(ids) else events[keep]
-            if self.wal is not None:  # durable before acknowledging
-                if payload is None or len(keep) != len(ids):
-                    payload = encode_frame(accepted)
-                out.seq = self.wal.append(payload)
-            newest = [(acc, _EPOCH + us * _MICROSECOND) for acc, us in latest.items()]
-            with self._lock:
-                self._add(accepted, batch_ids, newest, compact=False)
-            out.accepted = accepted.height
-        if self._queued > self.max_queued_events:  # the background loop lags: help it
-            self.fingerprint_pending()
+            return self._accept(out, events, keep, batch_ids, latest, payload)
+
+    def _cut(self, newest: int) -> int:
+        """(``_wal_lock`` held.) Microseconds before which events are stale, once events up to
+        ``newest`` (microseconds) are in."""
+        end = newest
+        if self._window_end is not None:
+            end = max(end, _micros(self._window_end))
+        return end - self.window // _MICROSECOND
+
+    def _accept(
+        self,
+        out: IngestResult,
+        events: pl.DataFrame,
+        keep: Sequence[int],
+        ids: set[str],
+        latest: dict[str, int],
+        payload: bytes | None,
+    ) -> IngestResult:
+        """(``_wal_lock`` held.) Log the ``keep`` rows of ``events`` (``payload``: the log
+        record of all of them) durably, then add them (``ids``; ``latest``: newest microsecond
+        per account) to the queue."""
+        accepted = events if len(keep) == events.height else events[list(keep)]
+        if self.wal is not None:  # durable before acknowledging
+            if payload is None or len(keep) != events.height:
+                payload = encode_frame(accepted)
+            out.seq = self.wal.append(payload)
+        newest = [(acc, _EPOCH + us * _MICROSECOND) for acc, us in latest.items()]
+        with self._lock:
+            self._add(accepted, ids, newest, compact=False)
+        out.accepted = accepted.height
         return out
 
     def _add(
