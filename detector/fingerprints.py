@@ -140,6 +140,10 @@ TOPIC_KEYWORDS: dict[str, tuple[str, ...]] = {
 }
 
 COMPACT_DROP = ("prompt", "system_prompt")
+# Raised whenever hash values change for the same text (1: polars hashes; 2: the compiled
+# kernel). Compact events of different versions must not be mixed: their template and
+# near-duplicate hashes never compare equal. The service records it in its snapshots.
+FINGERPRINT_VERSION = 2
 
 
 # Capitalised names (ASCII word boundaries: the Unicode-aware ``\b`` costs ~1.5x) and digit runs

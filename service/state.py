@@ -49,7 +49,7 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 
-from detector.fingerprints import fingerprint_events
+from detector.fingerprints import FINGERPRINT_VERSION, fingerprint_events
 from detector.models import DistillScorer
 from detector.schema import EVENT_COLUMNS, TS_DTYPE, empty_events
 from service.live_campaigns import LiveCampaigns, pass_from_meta, pass_meta
@@ -92,6 +92,25 @@ def _newest(accounts: list[str], micros: list[int]) -> dict[str, int]:
         return dict(zip(accounts, micros, strict=True))
     order = sorted(range(len(micros)), key=micros.__getitem__)
     return dict(zip(map(accounts.__getitem__, order), map(micros.__getitem__, order), strict=True))
+
+
+class IncompatibleStateError(RuntimeError):
+    """The state directory was written by a build whose fingerprints differ from this one's."""
+
+
+def _check_fingerprint_version(meta: dict[str, object], state_dir: Path | None) -> None:
+    """Refuse a snapshot whose compact events were fingerprinted differently (snapshots
+    without the field predate version 2)."""
+    found = meta.get("fingerprint_version", 1)
+    if found != FINGERPRINT_VERSION:
+        raise IncompatibleStateError(
+            f"the snapshot in {state_dir} holds events fingerprinted by version {found}, this "
+            f"build fingerprints with version {FINGERPRINT_VERSION}: their template and "
+            "near-duplicate hashes would never match new events. Move that directory aside "
+            "to start with an empty window (the log's raw batches after the snapshot can be "
+            "replayed from your own logs with `distillguard replay`), or run the build that "
+            "wrote it."
+        )
 
 
 def compact_schema() -> pl.Schema:
@@ -580,6 +599,7 @@ class ScoringState:
             )
             meta = {
                 "wal_seq": seq,
+                "fingerprint_version": FINGERPRINT_VERSION,
                 "window_end": end.isoformat() if end else None,
                 "window_hours": self.window.total_seconds() / 3600,
                 "created_at": now.isoformat(),
@@ -606,6 +626,7 @@ class ScoringState:
         snap = read_snapshot(self.state_dir) if self.state_dir is not None else None
         with self._fp, self._wal_lock, self._lock:
             if snap is not None:
+                _check_fingerprint_version(snap.meta, self.state_dir)
                 after = int(snap.meta["wal_seq"])
                 self._load_snapshot(snap)
                 counts["snapshot_events"] = snap.events.height

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from detector.batch_validation import validate_ndjson_per_line
 from detector.features import account_features
-from detector.fingerprints import fingerprint_events
+from detector.fingerprints import FINGERPRINT_VERSION, fingerprint_events
 from detector.models import DistillScorer
 from service.ingest import BodyError, ingest_body, parse_body
 from service.metrics import ServiceMetrics
@@ -24,7 +24,7 @@ from service.replay import to_ndjson
 from service.runtime import pass_period
 from service.settings import Settings
 from service.snapshot import read_snapshot
-from service.state import ScoringState
+from service.state import IncompatibleStateError, ScoringState
 from service.wal import WriteAheadLog
 from tests.batch_support import mutate
 from tests.service_support import TEST_SEED, model_path, scenario
@@ -383,3 +383,20 @@ def test_json_array_bodies_equal_the_per_element_path(events: pl.DataFrame) -> N
         want = validate_ndjson_per_line("\n".join(items).encode("utf-8", "surrogatepass"))
         assert [(p.line, p.field, p.reason) for p in got.problems] == want.problems, seed
         assert got.lines == want.rows and got.frame.equals(want.frame), seed
+
+
+def test_a_snapshot_fingerprinted_by_another_version_is_refused_clearly(
+    model: DistillScorer, events: pl.DataFrame, tmp_path: Path
+) -> None:
+    st = new_state(model, state_dir=tmp_path)
+    st.ingest(events.slice(0, 200))
+    snap = st.snapshot()
+    st.close()
+    assert snap is not None
+    meta_path = snap / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    assert meta["fingerprint_version"] == FINGERPRINT_VERSION
+    del meta["fingerprint_version"]  # as written before the field existed (version 1)
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(IncompatibleStateError, match=r"fingerprinted by version 1.*Move that"):
+        new_state(model, state_dir=tmp_path)
