@@ -137,6 +137,15 @@ FEATURES: tuple[Feature, ...] = (
         "%",
     ),
     Feature(
+        "logit_bias_tokens",
+        "up",
+        "mean number of biased tokens per request that sets a logit_bias (null: none does)",
+        "a classifier biases its few label tokens; extraction sweeps bias hundreds of tokens "
+        "per request to read the output projection (the API allows up to 300)",
+        "",
+        True,
+    ),
+    Feature(
         "temperature_std",
         "up",
         "standard deviation of temperature (set values)",
@@ -347,6 +356,10 @@ def _counted(events: pl.LazyFrame, models: pl.LazyFrame) -> pl.LazyFrame:
             _share(pl.col("n") > 1).alias("n_gt1_share"),
             _share(pl.col("logprobs")).alias("logprobs_share"),
             _share(pl.col("logit_bias_size") > 0).alias("logit_bias_share"),
+            pl.col("logit_bias_size")
+            .filter(pl.col("logit_bias_size") > 0)
+            .mean()
+            .alias("logit_bias_tokens"),
             _share(pl.col("stream")).alias("stream_share"),
             _share(pl.col("tools_count") > 0).alias("tools_share"),
             _share(pl.col("status") >= 400).alias("error_share"),
