@@ -82,7 +82,7 @@ def campaign_email_domains(sc: Scenario, group: Group, rng: np.random.Generator)
     draws NNN from its own block of 100-999, so two operators never share a domain by chance
     (an accidental shared domain would link unrelated campaigns into one)."""
     names = sorted({g.campaign for g in sc.groups if g.campaign})
-    block = 900 // max(1, len(names))
+    block = max(1, 900 // max(1, len(names)))  # (more than 900 campaigns: one number each)
     lo = 100 + names.index(str(group.campaign)) * block
     return [
         f"mail{rng.integers(lo, lo + block)}.{rng.choice(['xyz', 'top', 'cc'])}"
