@@ -302,6 +302,34 @@ def _normalise_one(
     return no
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _literal_at(
+    buf: np.ndarray,
+    p0: int,
+    end: int,
+    lo: int,
+    hi: int,
+    order: np.ndarray,
+    lengths: np.ndarray,
+    units: np.ndarray,
+    known: int,
+) -> int:
+    """The first literal of the bucket ``order[lo:hi]`` that ``buf[p0:end]`` starts with, or
+    -1; its first ``known`` units are already known to match (they picked the bucket)."""
+    for t in range(lo, hi):
+        m = order[t]
+        ln = lengths[m]
+        if p0 + ln <= end:
+            ok = True
+            for q in range(known, ln):
+                if buf[p0 + q] != units[m, q]:
+                    ok = False
+                    break
+            if ok:
+                return int(m)
+    return -1
+
+
 @njit(cache=True, nogil=True)
 def _has_marker(
     data: np.ndarray,
@@ -324,17 +352,9 @@ def _has_marker(
         if mk_tri[x >> 3] & (1 << (x & 7)) and i - 2 >= start:
             p0 = i - 2
             b0 = int(data[p0])
-            for t in range(mk_start[b0], mk_start[b0 + 1]):
-                m = mk_order[t]
-                ln = mk_len[m]
-                if p0 + ln <= end:
-                    ok = True
-                    for q in range(1, ln):
-                        if data[p0 + q] != mk_units[m, q]:
-                            ok = False
-                            break
-                    if ok:
-                        return True
+            lo, hi = mk_start[b0], mk_start[b0 + 1]
+            if _literal_at(data, p0, end, lo, hi, mk_order, mk_len, mk_units, 1) >= 0:
+                return True
     return False
 
 
@@ -431,18 +451,10 @@ def _kernel(
                 c1 = int(buf[p0 + 1])
                 if c0 < 128 and c1 < 128:
                     g = c0 * 128 + c1
-                    for t in range(kw_start[g], kw_start[g + 1]):
-                        kwi = kw_order[t]
-                        ln = kw_len[kwi]
-                        if p0 + ln <= e:
-                            ok = True
-                            for q in range(2, ln):
-                                if buf[p0 + q] != kw_units[kwi, q]:
-                                    ok = False
-                                    break
-                            if ok:
-                                topic = kw_topic[kwi]
-                                break
+                    lo, hi = kw_start[g], kw_start[g + 1]
+                    kwi = _literal_at(buf, p0, e, lo, hi, kw_order, kw_len, kw_units, 2)
+                    if kwi >= 0:
+                        topic = kw_topic[kwi]
             k += 1
         o_topic[r] = topic
         nh = min(nw, tw)
