@@ -22,7 +22,7 @@ COPY synthetic_logs ./synthetic_logs
 RUN pip install .
 # compile the numba fingerprint kernel into the image's cache (otherwise ~4 s at first start)
 RUN cd / && python -c "from detector.fingerprints import fingerprint_events as f; \
-from detector.schema import empty_events as e; f(e().clear(1)).collect()"
+from detector.io.schema import empty_events as e; f(e().clear(1)).collect()"
 
 COPY deploy/entrypoint.sh deploy/feeder.py ./deploy/
 RUN chmod 0755 deploy/entrypoint.sh \

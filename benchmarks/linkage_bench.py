@@ -20,10 +20,12 @@ import time
 
 import polars as pl
 
-from detector.campaigns import campaign_metrics, detect_campaigns, find_campaigns
+from detector.campaigns.grouping import find_campaigns
+from detector.campaigns.linkage import account_evidence, link_accounts
+from detector.campaigns.scoring import detect_campaigns
+from detector.evaluate import campaign_metrics
 from detector.features import account_features
 from detector.fingerprints import fingerprint_events
-from detector.linkage import account_evidence, link_accounts
 from detector.models import DistillScorer
 from synthetic_logs.generate import generate
 from synthetic_logs.scenario import load_scenario

@@ -175,7 +175,7 @@ def bench_campaigns(scenario: str, n_seeds: int, scale: float = 1.0) -> str:
     legitimate groups (campaigns of normal accounts only) that lift their members."""
     import warnings
 
-    from detector.campaigns import detect_campaigns
+    from detector.campaigns.scoring import detect_campaigns
     from detector.features import account_features
     from detector.fingerprints import fingerprint_events
     from detector.models import DistillScorer

@@ -206,10 +206,10 @@ def stage_costs(model_path: Path, events: pl.DataFrame, batch: int) -> dict[str,
 
     import orjson
 
-    from detector.batch_validation import validate_ndjson, validate_records
     from detector.fingerprints import fingerprint_events
+    from detector.io.batch_validation import validate_ndjson, validate_records
+    from detector.io.schema import check_record, records_to_frame
     from detector.models import DistillScorer
-    from detector.schema import check_record, records_to_frame
     from service.replay import to_ndjson
     from service.state import ScoringState
     from service.wal import encode_frame

@@ -16,12 +16,12 @@ from typing import Any
 
 import polars as pl
 
-from detector.campaigns import CampaignResult, campaign_metrics, detect_campaigns
-from detector.evaluate import metrics, time_to_detect
+from detector.campaigns.scoring import CampaignResult, detect_campaigns
+from detector.evaluate import campaign_metrics, metrics, time_to_detect
 from detector.features import FEATURE_NAMES, account_features
 from detector.fingerprints import fingerprint_events
+from detector.io.schema import expand_paths, read_events
 from detector.models import DistillScorer
-from detector.schema import ACCOUNT_SCHEMA, LABEL_SCHEMA, expand_paths, read_events
 from detector.subaccounts import score_with_slices
 
 Progress = Callable[[str], None]
@@ -37,30 +37,6 @@ class AuditResult:
     summary: dict[str, Any]
     paths: dict[str, Path]
     campaigns: pl.DataFrame | None = None  # campaign_id, score, n_members, members, evidence
-
-
-def read_table(path: str | Path, schema: dict[str, pl.DataType], what: str) -> pl.DataFrame:
-    """Read a labels / account table (Parquet, CSV or NDJSON), checking its columns."""
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"{p}: {what} file not found")
-    if p.suffix == ".csv":
-        df = pl.read_csv(p)
-    elif p.suffix in (".ndjson", ".jsonl"):
-        df = pl.read_ndjson(p)
-    else:
-        df = pl.read_parquet(p)
-    missing = [c for c in schema if c not in df.columns]
-    if missing:
-        raise ValueError(f"{p}: {what} lacks column(s) {missing}")
-    return df.select([pl.col(c).cast(t) for c, t in schema.items()])
-
-
-def sibling_table(log_paths: Sequence[str | Path], name: str) -> Path | None:
-    """``accounts.parquet`` / ``labels.parquet`` beside the (first) log file, if any."""
-    files = expand_paths(log_paths)
-    cand = files[0].parent / name if files else None
-    return cand if cand is not None and cand.exists() else None
 
 
 def compute_features(
@@ -178,7 +154,7 @@ def write_outputs(
     labels: pl.DataFrame | None,
     found: CampaignResult | None = None,
 ) -> dict[str, Path]:
-    from detector.report import write_report
+    from detector.report.html import write_report
 
     paths = {
         "accounts": out / "accounts.parquet",
@@ -222,11 +198,3 @@ def features_by_reason_frequency(table: pl.DataFrame) -> list[str]:
         .to_list()
     )
     return [f for f in cited if f in FEATURE_NAMES] + [f for f in FEATURE_NAMES if f not in cited]
-
-
-def load_labels(path: str | Path) -> pl.DataFrame:
-    return read_table(path, LABEL_SCHEMA, "labels")
-
-
-def load_accounts(path: str | Path) -> pl.DataFrame:
-    return read_table(path, ACCOUNT_SCHEMA, "account table")

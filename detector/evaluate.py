@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.metrics import adjusted_rand_score, average_precision_score, roc_auc_score
 
 FPR_LEVELS: tuple[float, ...] = (0.001, 0.01)
 
@@ -127,4 +127,79 @@ def time_to_detect(
         "median_hours": float(det["hours"].median()),  # type: ignore[arg-type]
         "median_requests": float(det["len"].median()),  # type: ignore[arg-type]
         "n_attackers": first.height,
+    }
+
+
+def campaign_metrics(
+    assignments: pl.DataFrame,
+    labels: pl.DataFrame,
+    scores_without: pl.DataFrame,
+    scores_with: pl.DataFrame,
+    fpr: float = 0.001,
+) -> dict[str, Any]:
+    """Campaign detection quality against generator labels.
+
+    - ``ari``: adjusted Rand index of found campaigns against the true ``campaign_id`` over
+      attack accounts (an unlinked account, or a solo attacker, is its own cluster);
+    - ``campaigns_detected``: share of true multi-account campaigns with a majority of their
+      members in one found campaign;
+    - ``recall_without`` / ``recall_with``: recall of all attackers, and
+      ``member_recall_*`` of members of true multi-account campaigns, at ``fpr`` (threshold
+      from the normals' raw scores, as :func:`detector.evaluate.recall_at_fpr`);
+    - ``normals_lifted`` / ``normals_newly_flagged``: normal accounts whose score the campaign
+      evidence raised, and that it pushed into the flagged range."""
+    lab = labels.select("account_id", "is_attack", "campaign_id").join(
+        assignments.select("account_id", pl.col("campaign_id").alias("found")),
+        on="account_id",
+        how="left",
+    )
+    sizes = lab.filter(pl.col("is_attack")).group_by("campaign_id").agg(pl.len().alias("size"))
+    lab = lab.join(sizes, on="campaign_id", how="left").with_columns(
+        (pl.col("is_attack") & (pl.col("size").fill_null(0) >= 2)).alias("in_campaign")
+    )
+    att = lab.filter(pl.col("is_attack")).with_columns(
+        pl.col("campaign_id").fill_null(pl.col("account_id")),
+        pl.col("found").fill_null(pl.col("account_id")),
+    )
+    ari = (
+        float(adjusted_rand_score(att["campaign_id"].to_list(), att["found"].to_list()))
+        if att.height
+        else None
+    )
+    best = (
+        att.filter(pl.col("in_campaign") & (pl.col("found") != pl.col("account_id")))
+        .group_by("campaign_id", "found")
+        .len()
+        .group_by("campaign_id")
+        .agg(pl.col("len").max().alias("best"))
+    )
+    share = sizes.filter(pl.col("size") >= 2).join(best, on="campaign_id", how="left")
+    n_true = share.height
+    detected = int((share["best"].fill_null(0) * 2 > share["size"]).sum())
+
+    def recalls(scores: pl.DataFrame) -> tuple[float, float]:
+        d = lab.join(scores.select("account_id", "raw_score"), on="account_id")
+        y = d["is_attack"].to_numpy().astype(bool)
+        raw = d["raw_score"].to_numpy().astype(np.float64)
+        member = d["in_campaign"].to_numpy().astype(bool)
+        keep = member | ~y
+        return recall_at_fpr(y, raw, fpr), recall_at_fpr(y[keep], raw[keep], fpr)
+
+    r0, m0 = recalls(scores_without)
+    r1, m1 = recalls(scores_with)
+    both = scores_without.join(scores_with, on="account_id", suffix="_1").join(
+        lab.filter(~pl.col("is_attack")), on="account_id", how="semi"
+    )
+    return {
+        "ari": ari,
+        "n_true_campaigns": n_true,
+        "campaigns_detected": detected / n_true if n_true else None,
+        "n_found_campaigns": int(assignments["campaign_id"].drop_nulls().n_unique()),
+        "fpr": fpr,
+        "recall_without": r0,
+        "recall_with": r1,
+        "member_recall_without": m0,
+        "member_recall_with": m1,
+        "normals_lifted": int((both["score_1"] > both["score"]).sum()),
+        "normals_newly_flagged": int((both["flagged_1"] & ~both["flagged"]).sum()),
     }

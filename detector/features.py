@@ -18,7 +18,7 @@ from datetime import datetime
 import polars as pl
 
 from detector.fingerprints import fingerprint_events
-from detector.schema import TS_DTYPE
+from detector.io.schema import TS_DTYPE
 
 
 @dataclass(frozen=True)

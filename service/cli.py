@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from detector.schema import EventSchemaError
+from detector.io.schema import EventSchemaError
 
 if TYPE_CHECKING:
     from detector.audit import AuditResult
@@ -97,8 +97,8 @@ def convert(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output Parquet file.")],
 ) -> None:
     """Convert gateway logs (OpenAI-compatible JSONL, LiteLLM SpendLogs) to canonical events."""
-    from detector.adapters import ADAPTERS
-    from detector.adapters import convert as do_convert
+    from detector.io.adapters import ADAPTERS
+    from detector.io.adapters import convert as do_convert
 
     if source not in ADAPTERS:
         raise _fail(f"--from {source!r}: choose one of {', '.join(sorted(ADAPTERS))}")
@@ -122,7 +122,7 @@ def _optional_tables(
     logs: list[Path], labels: Path | None, accounts: Path | None
 ) -> tuple[pl.DataFrame | None, pl.DataFrame | None]:
     """Labels and account table: given explicitly, or found beside the logs."""
-    from detector.audit import load_accounts, load_labels, sibling_table
+    from detector.io.tables import load_accounts, load_labels, sibling_table
 
     lab = load_labels(labels) if labels else None
     acc_path = accounts or sibling_table(logs, "accounts.parquet")

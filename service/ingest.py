@@ -1,9 +1,9 @@
 """Decode and validate an ingest body (no HTTP here): NDJSON or a JSON array of canonical events.
 
-Bodies are validated a batch at a time by :mod:`detector.batch_validation`: an NDJSON body whose
+Bodies are validated a batch at a time by :mod:`detector.io.batch_validation`: an NDJSON body whose
 lines are all valid is decoded and checked in bulk by pyarrow, with the GIL released; any other
 body goes through orjson decoding and column-wise checks, and only the records those flag are
-checked one by one with :func:`detector.schema.check_record`. Either way the results are
+checked one by one with :func:`detector.io.schema.check_record`. Either way the results are
 identical to checking each line on its own. Valid lines become a canonical frame for
 :meth:`service.state.ScoringState.ingest`; bad lines are reported one problem per entry
 (``line``, ``field``, ``reason``; lines numbered from 1 in the body as sent, blank lines counted)
@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 import polars as pl
 
-from detector.batch_validation import (
+from detector.io.batch_validation import (
     MalformedRecord,
     TooManyEvents,
     ValidatedBatch,

@@ -30,7 +30,7 @@ from typing import Any
 
 import polars as pl
 
-from detector.campaigns import apply_campaigns, detect_campaigns
+from detector.campaigns.scoring import apply_campaigns, detect_campaigns
 from detector.models import DistillScorer
 from service.records import CampaignPass, CampaignView
 

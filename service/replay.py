@@ -1,7 +1,7 @@
 """Stream a canonical event log to a running service: demos, load tests, back-fills.
 
-``replay(paths, url)`` reads the log with :func:`detector.schema.read_events` (validated:
-problems raise :class:`detector.schema.EventSchemaError` naming file, line and field), sends
+``replay(paths, url)`` reads the log with :func:`detector.io.schema.read_events` (validated:
+problems raise :class:`detector.io.schema.EventSchemaError` naming file, line and field), sends
 NDJSON batches to ``POST {url}/v1/events`` with httpx, optionally rate-limited, and returns the
 service's counts. Replaying the same log twice is harmless: ingest is idempotent on request_id.
 """
@@ -26,7 +26,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from detector.schema import read_events
+from detector.io.schema import read_events
 
 TS_FORMAT = "%Y-%m-%dT%H:%M:%S%.6fZ"
 RETRY_STATUSES = frozenset({502, 503, 504})

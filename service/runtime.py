@@ -27,8 +27,8 @@ import polars as pl
 
 from detector.features import FEATURE_NAMES
 from detector.fingerprints import fingerprint_events
+from detector.io.schema import empty_events
 from detector.models import DistillScorer
-from detector.schema import empty_events
 from service.metrics import ServiceMetrics
 from service.settings import Settings
 from service.state import ScoringState
@@ -59,7 +59,7 @@ def pass_period(elapsed: float, interval: float, share: float) -> float:
 def load_accounts_table(settings: Settings) -> pl.DataFrame | None:
     if settings.accounts_path is None:
         return None
-    from detector.audit import load_accounts
+    from detector.io.tables import load_accounts
 
     return load_accounts(settings.accounts_path)
 

@@ -50,8 +50,8 @@ from zoneinfo import ZoneInfo
 import polars as pl
 
 from detector.fingerprints import FINGERPRINT_VERSION, fingerprint_events
+from detector.io.schema import EVENT_COLUMNS, TS_DTYPE, empty_events
 from detector.models import DistillScorer
-from detector.schema import EVENT_COLUMNS, TS_DTYPE, empty_events
 from service.live_campaigns import LiveCampaigns, pass_from_meta, pass_meta
 from service.records import (
     AccountScore,

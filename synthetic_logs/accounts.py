@@ -8,7 +8,7 @@ from datetime import timedelta
 import numpy as np
 import polars as pl
 
-from detector.schema import TS_DTYPE
+from detector.io.schema import TS_DTYPE
 from synthetic_logs import text, vocab
 from synthetic_logs.calibration import categorical
 from synthetic_logs.scenario import Group, Scenario

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from detector.schema import (
+from detector.io.schema import (
     ACCOUNT_SCHEMA,
     EVENT_SCHEMA,
     LABEL_SCHEMA,

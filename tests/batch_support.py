@@ -7,7 +7,7 @@ import random
 
 import polars as pl
 
-from detector.schema import EVENT_SCHEMA
+from detector.io.schema import EVENT_SCHEMA
 
 _TS_VARIANTS = (
     "2026-11-02T10:00:00+00:00",

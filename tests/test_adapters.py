@@ -1,4 +1,4 @@
-"""Tests for detector.adapters: gateway logs -> canonical events."""
+"""Tests for detector.io.adapters: gateway logs -> canonical events."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from detector import adapters
-from detector.adapters import ADAPTERS, UNKNOWN, convert, from_litellm, from_openai
-from detector.schema import EVENT_SCHEMA, MAX_REPORTED_PROBLEMS, EventSchemaError, read_events
+from detector.io import adapters
+from detector.io.adapters import ADAPTERS, UNKNOWN, convert, from_litellm, from_openai
+from detector.io.schema import EVENT_SCHEMA, MAX_REPORTED_PROBLEMS, EventSchemaError, read_events
 
 DATA = Path(__file__).parent / "data"
 OPENAI = DATA / "openai_gateway.jsonl"

@@ -8,7 +8,7 @@ from typing import Any
 import polars as pl
 
 from detector.fingerprints import fingerprint_events
-from detector.schema import EVENT_SCHEMA
+from detector.io.schema import EVENT_SCHEMA
 
 
 def make_events(prompts: list[str | None], **cols: list[Any]) -> pl.DataFrame:

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from detector.schema import EVENT_SCHEMA, LABEL_SCHEMA, read_events
+from detector.io.schema import EVENT_SCHEMA, LABEL_SCHEMA, read_events
 from service.cli import app
 from synthetic_logs.archetypes import ARCHETYPES
 from synthetic_logs.generate import Generated, generate

@@ -15,17 +15,12 @@ import pytest
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from detector.campaigns import (
-    CampaignScorer,
-    apply_campaigns,
-    campaign_features,
-    campaign_metrics,
-    detect_campaigns,
-    find_campaigns,
-)
+from detector.campaigns.grouping import campaign_features, find_campaigns
+from detector.campaigns.linkage import _candidate_pairs, account_evidence, link_accounts
+from detector.campaigns.scoring import CampaignScorer, apply_campaigns, detect_campaigns
+from detector.evaluate import campaign_metrics
 from detector.features import account_features
 from detector.fingerprints import fingerprint_events
-from detector.linkage import _candidate_pairs, account_evidence, link_accounts
 from detector.models import DistillScorer
 from synthetic_logs.generate import generate
 from tests.test_fingerprints import make_events

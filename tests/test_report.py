@@ -13,7 +13,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from detector.report import MAX_TABLE_ROWS, render_report, write_report
+from detector.report.html import MAX_TABLE_ROWS, render_report, write_report
 
 FEATURES = ["req_rate", "prompt_len", "template_share", "logprob_share", "night_share", "n_ips"]
 N_ACCOUNTS = 2_000

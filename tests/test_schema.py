@@ -10,13 +10,13 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from detector.batch_validation import (
+from detector.io.batch_validation import (
     TooManyEvents,
     validate_ndjson,
     validate_ndjson_per_line,
     validate_records,
 )
-from detector.schema import (
+from detector.io.schema import (
     EVENT_SCHEMA,
     EventSchemaError,
     check_record,

@@ -14,7 +14,7 @@ from typing import Any
 import polars as pl
 import pytest
 
-from detector.campaigns import detect_campaigns
+from detector.campaigns.scoring import detect_campaigns
 from detector.features import FEATURE_NAMES, account_features
 from detector.fingerprints import fingerprint_events
 from detector.models import DistillScorer

@@ -14,9 +14,9 @@ import pytest
 from prometheus_client import REGISTRY, CollectorRegistry
 from pydantic import ValidationError
 
-from detector.batch_validation import validate_ndjson_per_line
 from detector.features import account_features
 from detector.fingerprints import FINGERPRINT_VERSION, fingerprint_events
+from detector.io.batch_validation import validate_ndjson_per_line
 from detector.models import DistillScorer
 from service.ingest import BodyError, ingest_body, parse_body
 from service.metrics import ServiceMetrics

@@ -72,7 +72,7 @@ from typing import Any
 
 import polars as pl
 
-from detector.adapter_io import (
+from detector.io.adapter_io import (
     _CALL_TYPES,
     UNKNOWN,
     Paths,

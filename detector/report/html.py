@@ -20,7 +20,7 @@ import polars as pl
 from jinja2 import Environment
 
 __all__ = ["render_report", "write_report"]
-from detector.report_plots import (
+from detector.report.plots import (
     C_ATTACK,
     C_NORMAL,
     C_UNLABELLED,

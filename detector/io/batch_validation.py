@@ -1,4 +1,4 @@
-"""Validate many events at once: a column-wise :func:`~detector.schema.check_record` for a
+"""Validate many events at once: a column-wise :func:`~detector.io.schema.check_record` for a
 batch of decoded records, and NDJSON bodies decoded with orjson.
 
 Results are *identical* to the per-line path (``json.loads`` + :func:`check_record` on each line,
@@ -44,7 +44,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
-from detector.schema import (
+from detector.io.schema import (
     EVENT_COLUMNS,
     EVENT_SCHEMA,
     INT_RANGES,

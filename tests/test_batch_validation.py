@@ -11,9 +11,9 @@ from typing import Any
 import polars as pl
 import pytest
 
-from detector import batch_validation as bv
-from detector.batch_validation import TooManyEvents, validate_ndjson, validate_ndjson_per_line
-from detector.schema import EVENT_SCHEMA
+from detector.io import batch_validation as bv
+from detector.io.batch_validation import TooManyEvents, validate_ndjson, validate_ndjson_per_line
+from detector.io.schema import EVENT_SCHEMA
 from synthetic_logs.generate import Generated
 from tests.batch_support import mutate
 

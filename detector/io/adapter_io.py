@@ -16,7 +16,7 @@ from typing import IO, Any
 
 import polars as pl
 
-from detector.schema import (
+from detector.io.schema import (
     EVENT_COLUMNS,
     EVENT_SCHEMA,
     MAX_REPORTED_PROBLEMS,

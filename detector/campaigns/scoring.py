@@ -1,7 +1,7 @@
 """Campaigns: linked accounts grouped, described, scored, and their members' scores raised.
 
 Pipeline, each step a pure function of polars frames or a small estimator:
-:func:`detector.linkage.link_accounts` (edges) -> :func:`find_campaigns` (assignments) ->
+:func:`detector.campaigns.linkage.link_accounts` (edges) -> :func:`find_campaigns` (assignments) ->
 :func:`campaign_features` -> :meth:`CampaignScorer.score` (the campaign summary) ->
 :func:`apply_campaigns` (account scores with campaign evidence); :func:`detect_campaigns` runs
 them all.
@@ -31,184 +31,23 @@ labelled data (0 on demo and stealth).
 
 from __future__ import annotations
 
-import hashlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Self
 
 import numpy as np
 import polars as pl
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
-from sklearn.metrics import adjusted_rand_score
 
-from detector.evaluate import recall_at_fpr
-from detector.linkage import (
+from detector.campaigns.grouping import CONTENT_FEATURES, campaign_features, find_campaigns
+from detector.campaigns.linkage import (
     EVIDENCE_KINDS,
     KIND_BY_NAME,
-    SOFT_FAMILIES,
     account_evidence,
     link_accounts,
 )
 
-ASSIGNMENT_SCHEMA: dict[str, pl.DataType] = {"account_id": pl.String(), "campaign_id": pl.String()}
-# member features summarised per campaign (mean), with the population median for comparison
-CONTENT_FEATURES: tuple[str, ...] = ("cot_rate", "rubric_rate", "rewrite_rate", "bench_rate")
-CONTENT_FEATURES += ("template_reuse", "high_max_tokens_share")
-SOFT_KINDS = [k.name for k in EVIDENCE_KINDS if k.family in SOFT_FAMILIES]
 Calibrate = Callable[[np.ndarray], np.ndarray]
-
-
-def _campaign_id(members: Sequence[str]) -> str:
-    return "C-" + hashlib.sha1("\n".join(sorted(members)).encode()).hexdigest()[:10]
-
-
-def find_campaigns(
-    edges: pl.DataFrame,
-    account_ids: pl.Series | Sequence[str],
-    *,
-    min_weight: float = 1.0,
-    min_size: int = 2,
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """``(assignments, groups)``: ``account_id, campaign_id`` for every account (null when
-    unlinked), and ``campaign_id, n_members, members`` per campaign (largest first)."""
-    ids = pl.Series("account_id", list(account_ids), dtype=pl.String).unique().sort()
-    index = pl.DataFrame({"account_id": ids, "i": pl.int_range(len(ids), eager=True)})
-    strong = (
-        edges.filter(pl.col("weight") >= min_weight)
-        .join(index.rename({"account_id": "src", "i": "s"}), on="src")
-        .join(index.rename({"account_id": "dst", "i": "d"}), on="dst")
-    )
-    n = len(ids)
-    graph = coo_matrix(
-        (np.ones(strong.height), (strong["s"].to_numpy(), strong["d"].to_numpy())), shape=(n, n)
-    )
-    _, comp = connected_components(graph, directed=False)
-    labelled = pl.DataFrame({"account_id": ids, "comp": comp})
-    groups = (
-        labelled.group_by("comp")
-        .agg(pl.col("account_id").sort().alias("members"))
-        .with_columns(pl.col("members").list.len().cast(pl.Int64).alias("n_members"))
-        .filter(pl.col("n_members") >= min_size)
-    )
-    cids = [_campaign_id(m) for m in groups["members"].to_list()]  # one loop per campaign
-    groups = groups.with_columns(pl.Series("campaign_id", cids, dtype=pl.String))
-    assignments = labelled.join(groups, on="comp", how="left").select(list(ASSIGNMENT_SCHEMA))
-    groups = groups.select("campaign_id", "n_members", "members").sort(
-        "n_members", "campaign_id", descending=[True, False]
-    )
-    return assignments, groups
-
-
-def _shared_values(members: pl.DataFrame, evidence: pl.DataFrame, min_share: float) -> pl.DataFrame:
-    """``campaign_id, shared_<kind>..., top_<kind>...``: values of each kind held by at least 2
-    members, mostly by this campaign's members (not gmail.com), and for content and client
-    values by at least ``min_share`` of them; the most held readable values."""
-    total = evidence.group_by("kind", "value").agg(pl.len().alias("total"))
-    held = (
-        evidence.join(members, on="account_id")
-        .group_by("campaign_id", "kind", "value")
-        .agg(pl.len().alias("holders"), pl.first("n_members"))
-        .join(total, on=["kind", "value"])
-        .filter(
-            (pl.col("holders") >= 2)
-            & (2 * pl.col("holders") >= pl.col("total"))
-            & (
-                ~pl.col("kind").is_in(SOFT_KINDS)
-                | (pl.col("holders") >= (min_share * pl.col("n_members")).ceil())
-            )
-        )
-        .group_by("campaign_id", "kind")
-        .agg(
-            pl.len().cast(pl.Int64).alias("count"),
-            # most held first; ties by value, so that the summary is reproducible
-            pl.col("value")
-            .sort_by(["holders", "value"], descending=[True, False])
-            .head(3)
-            .alias("top"),
-        )
-    )
-    out = members.select("campaign_id").unique()
-    for kind in EVIDENCE_KINDS:  # one small join per kind
-        if kind.name == "timing":
-            continue
-        k = held.filter(pl.col("kind") == kind.name)
-        cols = [pl.col("count").alias(f"shared_{kind.name}")]
-        if kind.readable:
-            cols.append(pl.col("top").alias(f"top_{kind.name}"))
-        out = out.join(k.select("campaign_id", *cols), on="campaign_id", how="left")
-    return out.with_columns(pl.col("^shared_.*$").fill_null(0))
-
-
-def campaign_features(
-    assignments: pl.DataFrame,
-    account_scores: pl.DataFrame,
-    features: pl.DataFrame | None = None,
-    evidence: pl.DataFrame | None = None,
-    edges: pl.DataFrame | None = None,
-    *,
-    min_share: float = 0.02,
-) -> pl.DataFrame:
-    """One row per campaign: size, members, their scores, volume, content and shared evidence.
-
-    ``features`` (account features) adds volume (``requests_per_day`` summed, ``volume_cv``
-    across members) and content means, with the population median as ``typical_<feature>``;
-    ``evidence`` (:func:`account_evidence`) adds ``shared_<kind>`` counts and ``top_<kind>``
-    values; ``edges`` adds the links inside each campaign (``n_links``, ``mean_link_weight``,
-    ``n_sync_links``: links with synchronised activity)."""
-    members = (
-        assignments.drop_nulls("campaign_id")
-        .join(account_scores.select("account_id", "score", "raw_score", "flagged"), on="account_id")
-        .with_columns(pl.len().over("campaign_id").alias("n_members"))
-    )
-    out = members.group_by("campaign_id").agg(
-        pl.len().cast(pl.Int64).alias("n_members"),
-        pl.col("account_id").sort().alias("members"),
-        pl.col("raw_score").median().alias("median_raw"),
-        pl.col("score").median().alias("median_score"),
-        pl.col("score").mean().alias("mean_score"),
-        pl.col("flagged").sum().cast(pl.Int64).alias("n_flagged_alone"),
-    )
-    if features is not None:
-        cols = [c for c in ("requests_per_day", *CONTENT_FEATURES) if c in features.columns]
-        rpd = pl.col("requests_per_day")
-        vol = (
-            members.join(features.select("account_id", *cols), on="account_id")
-            .group_by("campaign_id")
-            .agg(
-                rpd.sum(),
-                (rpd.std() / rpd.mean()).fill_null(0.0).alias("volume_cv"),
-                *[pl.col(c).mean() for c in cols if c != "requests_per_day"],
-            )
-        )
-        typical = features.select([pl.col(c).median().alias(f"typical_{c}") for c in cols])
-        out = out.join(vol, on="campaign_id", how="left").join(typical, how="cross")
-    if evidence is not None:
-        shared = _shared_values(
-            members.select("account_id", "campaign_id", "n_members"), evidence, min_share
-        )
-        out = out.join(shared, on="campaign_id", how="left")
-    if edges is not None:
-        camp = members.select("account_id", "campaign_id")
-        link = (
-            edges.join(camp.rename({"account_id": "src"}), on="src")
-            .join(camp.rename({"account_id": "dst", "campaign_id": "c2"}), on="dst")
-            .filter(pl.col("campaign_id") == pl.col("c2"))
-            .group_by("campaign_id")
-            .agg(
-                pl.len().cast(pl.Int64).alias("n_links"),
-                pl.col("weight").mean().alias("mean_link_weight"),
-                pl.col("evidence")
-                .list.eval(pl.element().str.starts_with("active together"))
-                .list.any()
-                .sum()
-                .cast(pl.Int64)
-                .alias("n_sync_links"),
-            )
-        )
-        out = out.join(link, on="campaign_id", how="left")
-    return out.sort("n_members", "campaign_id", descending=[True, False])
 
 
 HEADLINE_KINDS = ("tmpl", "system_prompt", "ip_prefix", "ip", "payment", "email_domain")
@@ -432,78 +271,3 @@ def detect_campaigns(
         account_scores, assignments, campaigns, calibrate=cal, threshold=threshold
     )
     return CampaignResult(edges, assignments, campaigns, scored)
-
-
-def campaign_metrics(
-    assignments: pl.DataFrame,
-    labels: pl.DataFrame,
-    scores_without: pl.DataFrame,
-    scores_with: pl.DataFrame,
-    fpr: float = 0.001,
-) -> dict[str, Any]:
-    """Campaign detection quality against generator labels.
-
-    - ``ari``: adjusted Rand index of found campaigns against the true ``campaign_id`` over
-      attack accounts (an unlinked account, or a solo attacker, is its own cluster);
-    - ``campaigns_detected``: share of true multi-account campaigns with a majority of their
-      members in one found campaign;
-    - ``recall_without`` / ``recall_with``: recall of all attackers, and
-      ``member_recall_*`` of members of true multi-account campaigns, at ``fpr`` (threshold
-      from the normals' raw scores, as :func:`detector.evaluate.recall_at_fpr`);
-    - ``normals_lifted`` / ``normals_newly_flagged``: normal accounts whose score the campaign
-      evidence raised, and that it pushed into the flagged range."""
-    lab = labels.select("account_id", "is_attack", "campaign_id").join(
-        assignments.select("account_id", pl.col("campaign_id").alias("found")),
-        on="account_id",
-        how="left",
-    )
-    sizes = lab.filter(pl.col("is_attack")).group_by("campaign_id").agg(pl.len().alias("size"))
-    lab = lab.join(sizes, on="campaign_id", how="left").with_columns(
-        (pl.col("is_attack") & (pl.col("size").fill_null(0) >= 2)).alias("in_campaign")
-    )
-    att = lab.filter(pl.col("is_attack")).with_columns(
-        pl.col("campaign_id").fill_null(pl.col("account_id")),
-        pl.col("found").fill_null(pl.col("account_id")),
-    )
-    ari = (
-        float(adjusted_rand_score(att["campaign_id"].to_list(), att["found"].to_list()))
-        if att.height
-        else None
-    )
-    best = (
-        att.filter(pl.col("in_campaign") & (pl.col("found") != pl.col("account_id")))
-        .group_by("campaign_id", "found")
-        .len()
-        .group_by("campaign_id")
-        .agg(pl.col("len").max().alias("best"))
-    )
-    share = sizes.filter(pl.col("size") >= 2).join(best, on="campaign_id", how="left")
-    n_true = share.height
-    detected = int((share["best"].fill_null(0) * 2 > share["size"]).sum())
-
-    def recalls(scores: pl.DataFrame) -> tuple[float, float]:
-        d = lab.join(scores.select("account_id", "raw_score"), on="account_id")
-        y = d["is_attack"].to_numpy().astype(bool)
-        raw = d["raw_score"].to_numpy().astype(np.float64)
-        member = d["in_campaign"].to_numpy().astype(bool)
-        keep = member | ~y
-        return recall_at_fpr(y, raw, fpr), recall_at_fpr(y[keep], raw[keep], fpr)
-
-    r0, m0 = recalls(scores_without)
-    r1, m1 = recalls(scores_with)
-    both = scores_without.join(scores_with, on="account_id", suffix="_1").join(
-        lab.filter(~pl.col("is_attack")), on="account_id", how="semi"
-    )
-    return {
-        "ari": ari,
-        "n_true_campaigns": n_true,
-        "campaigns_detected": detected / n_true if n_true else None,
-        "n_found_campaigns": int(assignments["campaign_id"].drop_nulls().n_unique()),
-        "fpr": fpr,
-        "recall_without": r0,
-        "recall_with": r1,
-        "member_recall_without": m0,
-        "member_recall_with": m1,
-        "normals_lifted": int((both["score_1"] > both["score"]).sum()),
-        "normals_newly_flagged": int((both["flagged_1"] & ~both["flagged"]).sum()),
-    }

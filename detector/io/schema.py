@@ -1,7 +1,7 @@
 """The canonical request-log event: columns, dtypes, readers and precise validation.
 
 One row per API request (see DESIGN.md). Every other stage reads frames with exactly these
-columns; adapters (:mod:`detector.adapters`) map other log formats onto them.
+columns; adapters (:mod:`detector.io.adapters`) map other log formats onto them.
 
 Errors never surface as bare tracebacks: :class:`EventSchemaError` carries, for each problem,
 the file, the line (NDJSON) or row (Parquet), the field and the reason.
