@@ -23,10 +23,10 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, Info
 from prometheus_client.core import GaugeHistogramMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from detector.severity import SEVERITY_BANDS, bands_text
 from service.ingest import REJECT_REASONS, REQUEST_REJECT_REASONS
 from service.records import RescoreReport
 from service.state import ScoringState
-from service.summary import SEVERITY_BANDS
 
 CAMPAIGN_SIZE_BUCKETS = (2, 3, 5, 10, 20, 50, 100, 500, 1000)
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -91,8 +91,8 @@ class StateCollector(Collector):
         summary = st.summary if st else None
         sev = GaugeMetricFamily(
             "distillguard_accounts_by_severity",
-            "Scored accounts per severity band of the score (critical >= 99.9, high >= 99, "
-            "elevated >= 95; bands are exclusive).",
+            f"Scored accounts per severity band of the score ({bands_text()}; bands are "
+            "exclusive).",
             labels=["severity"],
         )
         for band, _ in SEVERITY_BANDS:

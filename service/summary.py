@@ -11,21 +11,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-# Exclusive severity bands of the 0-100 score (a score reads as "top x % of normal traffic").
-SEVERITY_BANDS: tuple[tuple[str, float], ...] = (
-    ("critical", 99.9),
-    ("high", 99.0),
-    ("elevated", 95.0),
-)
+from detector.severity import SEVERITY_BANDS
+
 # Upper bounds of the score histogram's buckets (cumulative, Prometheus style; +Inf added).
 SCORE_BUCKETS: tuple[float, ...] = (10.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.9, 100.0)
-
-
-def severity_of(score: float) -> str | None:
-    for name, lower in SEVERITY_BANDS:
-        if score >= lower:
-            return name
-    return None
 
 
 @dataclass(frozen=True)

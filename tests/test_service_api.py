@@ -13,9 +13,10 @@ from prometheus_client.openmetrics.parser import (
 )
 
 from detector.models import DistillScorer
+from detector.severity import SEVERITY_BANDS
+from detector.severity import severity as severity_of
 from service.replay import to_ndjson
 from service.settings import Settings
-from service.summary import SEVERITY_BANDS, severity_of
 from tests.service_support import (
     BOTH,
     INGEST,

@@ -8,10 +8,10 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, Field
 
+from detector.severity import bands_text, severity
 from service.api.deps import ReadAccess, ReadyStateDep
 from service.records import AccountView
 from service.state import ScoringState
-from service.summary import severity_of
 
 router = APIRouter(prefix="/v1/accounts", tags=["accounts"])
 
@@ -25,7 +25,9 @@ class AccountSummary(BaseModel):
     account_id: str
     score: float | None = Field(description="0-100, higher = more suspicious; null until scored.")
     flagged: bool | None = Field(description="score >= the model's flag threshold.")
-    severity: str | None = Field(description="critical (>= 99.9), high (>= 99), elevated (>= 95).")
+    severity: str | None = Field(
+        description=f"Band of the score: {bands_text()} (null below the lowest)."
+    )
     reasons: list[str] = Field(description="The features that drove the score, in words.")
     campaign: str | None = Field(
         description="Campaign the account belongs to (last campaign pass; GET /v1/campaigns/{id})."
@@ -60,7 +62,7 @@ def _summary_fields(view: AccountView, state: ScoringState) -> dict[str, object]
         "account_id": view.account_id,
         "score": s.score if s else None,
         "flagged": s.flagged if s else None,
-        "severity": severity_of(s.score) if s else None,
+        "severity": severity(s.score) if s else None,
         "reasons": list(s.reasons) if s else [],
         "campaign": state.campaign_of.get(view.account_id),
         "last_seen": view.last_seen,
