@@ -19,7 +19,6 @@ are deleted afterwards. A crash at any point leaves the previous snapshot usable
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+
+from service.fsync import atomic_write_text, fsync_path
 
 CURRENT = "CURRENT"
 
@@ -37,14 +38,6 @@ class SnapshotData:
     accounts: pl.DataFrame
     meta: dict[str, Any]
     campaigns: pl.DataFrame | None = None
-
-
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write_snapshot(root: str | Path, data: SnapshotData) -> Path:
@@ -63,16 +56,12 @@ def write_snapshot(root: str | Path, data: SnapshotData) -> Path:
         data.campaigns.write_parquet(tmp / "campaigns.parquet", compression="zstd")
     (tmp / "meta.json").write_text(json.dumps(data.meta, indent=2, default=str) + "\n")
     for f in tmp.iterdir():
-        _fsync_path(f)
-    _fsync_path(tmp)
+        fsync_path(f)
+    fsync_path(tmp)
     if target.exists():  # same WAL position as an earlier snapshot: replace it
         shutil.rmtree(target)
     tmp.rename(target)
-    pointer = base / f".{CURRENT}.tmp"
-    pointer.write_text(name + "\n")
-    _fsync_path(pointer)
-    os.replace(pointer, base / CURRENT)
-    _fsync_path(base)
+    atomic_write_text(base / CURRENT, name + "\n")  # (its directory fsync covers the rename)
     for old in base.glob("snap-*"):
         if old.name != name:
             shutil.rmtree(old, ignore_errors=True)

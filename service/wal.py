@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import struct
 import zlib
 from collections.abc import Iterator
@@ -30,19 +29,13 @@ from typing import BinaryIO
 
 import polars as pl
 
+from service.fsync import fsync_path, sync_data
+
 log = logging.getLogger("distillguard.wal")
 
 MAGIC = b"DGW1"
 HEADER = struct.Struct("<4sQII")  # magic, seq, payload length, crc32
 SUFFIX = ".wal"
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def encode_frame(frame: pl.DataFrame) -> bytes:
@@ -107,7 +100,7 @@ class WriteAheadLog:
         self._fh = path.open("ab")
         self._segment = path
         if self.fsync:
-            _fsync_dir(self.dir)
+            fsync_path(self.dir)
         return path
 
     def append(self, frame: pl.DataFrame | bytes) -> int:
@@ -119,9 +112,10 @@ class WriteAheadLog:
         payload = frame if isinstance(frame, bytes) else encode_frame(frame)
         seq = self.last_seq + 1
         self._fh.write(HEADER.pack(MAGIC, seq, len(payload), zlib.crc32(payload)) + payload)
-        self._fh.flush()
         if self.fsync:
-            os.fdatasync(self._fh.fileno())
+            sync_data(self._fh)
+        else:
+            self._fh.flush()
         self.last_seq = seq
         return seq
 
@@ -143,7 +137,7 @@ class WriteAheadLog:
                 seg.unlink(missing_ok=True)
                 removed += 1
         if removed and self.fsync:
-            _fsync_dir(self.dir)
+            fsync_path(self.dir)
         return removed
 
     def close(self) -> None:
