@@ -22,7 +22,7 @@ A scenario file::
     languages = { zh = 1.0 }
     ip_ranges = 3               # /24 ranges in the campaign's proxy pool
     payment_pool = 4            # distinct payment fingerprints across the members
-    overrides = { cot_rate = 0.9 }   # any Archetype field
+    overrides = { cot_rate = 0.9 }   # any archetype field (synthetic_logs/archetypes/defaults.toml)
 
 Built-ins live in ``synthetic_logs/scenarios``; ``load_scenario`` takes a built-in name or a path.
 """
@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from synthetic_logs.archetypes import ARCHETYPES, Archetype
+from synthetic_logs.archetypes import ARCHETYPES, Archetype, ArchetypeError
 
 BUILTIN_DIR = Path(__file__).parent / "scenarios"
 
@@ -142,10 +142,15 @@ def parse_scenario(
         name = g.get("archetype")
         if name not in ARCHETYPES:
             raise fail(f"{key}.archetype", f"{name!r} is not one of {sorted(ARCHETYPES)}")
+        overrides = g.get("overrides", {})
+        if not isinstance(overrides, dict):
+            raise fail(
+                f"{key}.overrides", f"expected a table of archetype fields, got {overrides!r}"
+            )
         try:
-            arch = ARCHETYPES[name].with_overrides(g.get("overrides", {}))
-        except (KeyError, TypeError) as exc:
-            raise fail(f"{key}.overrides", str(exc)) from exc
+            arch = ARCHETYPES[name].with_overrides(overrides)
+        except ArchetypeError as exc:  # exc.where: overrides[.field]
+            raise fail(f"{key}.{exc.where}", exc.reason) from exc
         accounts = g.get("accounts")
         if not isinstance(accounts, int) or accounts < 1:
             raise fail(f"{key}.accounts", f"expected a positive integer, got {accounts!r}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ from typer.testing import CliRunner
 
 from detector.io.schema import EVENT_SCHEMA, LABEL_SCHEMA, read_events
 from service.cli import app
-from synthetic_logs.archetypes import ARCHETYPES
+from synthetic_logs.archetypes import ARCHETYPE_DIR, ARCHETYPES, ArchetypeError, load_archetypes
 from synthetic_logs.generate import Generated, generate
 from synthetic_logs.scenario import ScenarioError, builtin_names, load_scenario, parse_scenario
 
@@ -110,6 +111,53 @@ def test_scenario_errors_name_the_key(tmp_path: Path) -> None:
         load_scenario(bad)
     with pytest.raises(ScenarioError, match="overrides"):
         parse_scenario({"group": [{"archetype": "hydra", "accounts": 2, "overrides": {"x": 1}}]})
+
+
+def test_scenario_override_errors_name_the_field() -> None:
+    group = {"archetype": "hydra", "accounts": 2}
+    with pytest.raises(ScenarioError, match=r"group\[0\]\.overrides\.cot_rate: expected a share"):
+        parse_scenario({"group": [{**group, "overrides": {"cot_rate": 1.5}}]})
+    with pytest.raises(ScenarioError, match=r"overrides\.profile: 'lunar' is not one of"):
+        parse_scenario({"group": [{**group, "overrides": {"profile": "lunar"}}]})
+    with pytest.raises(ScenarioError, match=r"overrides\.tools_max: expected an integer"):
+        parse_scenario({"group": [{**group, "overrides": {"tools_max": 2.5}}]})
+    sc = parse_scenario({"group": [{**group, "overrides": {"max_tokens_choices": [64, 128]}}]})
+    assert sc.groups[0].archetype.max_tokens_choices == (64, 128)
+
+
+def test_archetype_files_load() -> None:
+    assert load_archetypes() == ARCHETYPES
+    assert ARCHETYPES["hydra"].is_attack and not ARCHETYPES["casual_chat"].is_attack
+    assert ARCHETYPES["casual_chat"].cot_rate == 0.03  # from defaults.toml
+
+
+@pytest.mark.parametrize(
+    ("file_name", "old", "new", "message"),
+    [
+        (
+            "attackers.toml",
+            "[hydra]\n",
+            "[hydra]\nlogprobs_rate = 1.5\n",
+            r"attackers.toml: hydra.logprobs_rate: expected a share",
+        ),
+        ("customers.toml", "[casual_chat]\n", "[casual_chat]\nrate = 3\n", "unknown field"),
+        ("customers.toml", 'content = "app"', 'content = "apps"', r"app_backend.content: 'apps'"),
+        ("defaults.toml", "session_len = 5.0", "session_len = -1", r"defaults.toml: session_len"),
+        ("defaults.toml", "is_attack = false", "#", r"missing field\(s\) \['is_attack'\]"),
+        ("hour_profiles.toml", "0.2, 0.1, ", "0.2, ", r"hour_profiles.toml: diurnal: expected"),
+    ],
+)
+def test_archetype_file_errors_name_file_and_field(
+    tmp_path: Path, file_name: str, old: str, new: str, message: str
+) -> None:
+    for path in ARCHETYPE_DIR.glob("*.toml"):
+        shutil.copy(path, tmp_path / path.name)
+    target = tmp_path / file_name
+    content = target.read_text(encoding="utf-8")
+    assert old in content
+    target.write_text(content.replace(old, new, 1), encoding="utf-8")
+    with pytest.raises(ArchetypeError, match=message):
+        load_archetypes(tmp_path)
 
 
 def test_cli_generate_ndjson_roundtrip(tmp_path: Path) -> None:
