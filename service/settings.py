@@ -7,10 +7,15 @@ Every field below is documented in its ``description`` (also shown by
     DISTILLGUARD_INGEST_TOKENS=tok-ingest-1,tok-ingest-2
     DISTILLGUARD_READ_TOKENS=tok-read
     DISTILLGUARD_SNAPSHOT_PATH=/var/lib/distillguard
+
+The scoring state takes its part of them as a :class:`StateConfig` (``StateConfig.from_settings``);
+every default lives here, in the fields of :class:`Settings`, and nowhere else.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Self
 
@@ -168,6 +173,15 @@ class Settings(BaseSettings):
             "events are evicted early (distillguard_window_events_evicted_total{reason=cap})."
         ),
     )
+    max_queued_events: int = Field(
+        default=200_000,
+        gt=0,
+        description=(
+            "Acknowledged events waiting to be fingerprinted into the window past which an "
+            "ingest request fingerprints the queue itself (the background loop lags behind). "
+            "Bounds the raw prompt text held in memory."
+        ),
+    )
     ingest_workers: int = Field(
         default=2,
         ge=1,
@@ -222,3 +236,38 @@ class Settings(BaseSettings):
         for tok in self.read_tokens:
             scopes.setdefault(tok, set()).add("read")
         return {t: frozenset(s) for t, s in scopes.items()}
+
+
+@dataclass(frozen=True)
+class StateConfig:
+    """What the scoring state (:class:`service.state.ScoringState`) reads of the settings.
+
+    No defaults here: build it with :meth:`from_settings` (the service), or :meth:`defaults`
+    (Settings' own defaults, for tools and tests that have no Settings)."""
+
+    window: timedelta  # window_hours
+    max_accounts: int
+    max_window_events: int
+    max_queued_events: int
+    top_n: int
+    campaigns: bool
+    campaign_interval_s: float
+    campaign_every_passes: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> StateConfig:
+        return cls(
+            window=timedelta(hours=settings.window_hours),
+            max_accounts=settings.max_accounts,
+            max_window_events=settings.max_window_events,
+            max_queued_events=settings.max_queued_events,
+            top_n=settings.top_n,
+            campaigns=settings.campaigns,
+            campaign_interval_s=settings.campaign_interval_s,
+            campaign_every_passes=settings.campaign_every_passes,
+        )
+
+    @classmethod
+    def defaults(cls) -> StateConfig:
+        """The defaults of :class:`Settings` (not read from the environment)."""
+        return cls.from_settings(Settings.model_construct())
