@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from datetime import timedelta
 
 import numpy as np
 import polars as pl
@@ -30,7 +29,7 @@ from detector.fingerprints import fingerprint_events
 from detector.io.schema import empty_events
 from detector.models import DistillScorer
 from service.metrics import ServiceMetrics
-from service.settings import Settings
+from service.settings import Settings, StateConfig
 from service.state import ScoringState
 
 log = logging.getLogger("distillguard.runtime")
@@ -86,15 +85,9 @@ class Runtime:
         accounts = await asyncio.to_thread(load_accounts_table, s)
         self.state = ScoringState(
             self.model,
-            window=timedelta(hours=s.window_hours),
-            max_accounts=s.max_accounts,
-            max_window_events=s.max_window_events,
-            top_n=s.top_n,
-            accounts_table=accounts,
+            StateConfig.from_settings(s),
             state_dir=s.snapshot_path,
-            campaigns=s.campaigns,
-            campaign_interval_s=s.campaign_interval_s,
-            campaign_every_passes=s.campaign_every_passes,
+            accounts_table=accounts,
         )
         self.metrics.bind(self.state)
         self.metrics.set_model(self.model.info())

@@ -26,7 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from detector.features import account_features
 from detector.models import DistillScorer
 from service.main import create_app
-from service.settings import Settings
+from service.settings import Settings, StateConfig
 from synthetic_logs.generate import Generated, generate
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,6 +53,13 @@ def model_path(detectors: tuple[str, ...] = ("hbos", "capped_sum")) -> Path:
         model = DistillScorer(target_fpr=0.02, detectors=detectors).fit(feats)
     out = Path(tempfile.mkdtemp(prefix="dg-model-")) / "model.joblib"
     return model.save(out)
+
+
+def state_config(**settings: Any) -> StateConfig:
+    """The scoring state's config of ``Settings(**settings)`` (no model file or token needed)."""
+    return StateConfig.from_settings(
+        Settings(model_path=Path("unused.joblib"), auth_disabled=True, **settings)
+    )
 
 
 def write_events(frame: pl.DataFrame, path: Path) -> Path:

@@ -11,8 +11,9 @@ import polars as pl
 import pytest
 
 from detector.models import DistillScorer
-from service.state import ScoringState, _newest
-from tests.service_support import TEST_SEED, model_path, scenario
+from service.state import ScoringState
+from service.window_store import _newest
+from tests.service_support import TEST_SEED, model_path, scenario, state_config
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +27,7 @@ def events() -> pl.DataFrame:
 
 
 def _state(model: DistillScorer, tmp_path: Path, name: str) -> ScoringState:
-    st = ScoringState(model, window=timedelta(hours=1), state_dir=tmp_path / name)
+    st = ScoringState(model, state_config(window_hours=1), state_dir=tmp_path / name)
     st.restore()
     return st
 
@@ -45,9 +46,9 @@ def test_shuffled_and_sorted_batches_agree(
     for batch in events.iter_slices(1000):
         assert a.ingest(batch).accepted == batch.height
         assert b.ingest(batch.sample(fraction=1.0, shuffle=True, seed=1)).accepted == batch.height
-    assert a._last_seen == b._last_seen and a.window_end == b.window_end
+    assert a.store.last_seen == b.store.last_seen and a.window_end == b.window_end
     expected = events.group_by("account_id").agg(pl.col("ts").max())
-    assert a._last_seen == dict(expected.iter_rows())
+    assert a.store.last_seen == dict(expected.iter_rows())
     assert a.wal_seq == b.wal_seq == 3
 
 

@@ -8,6 +8,7 @@ import random
 import warnings
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -27,7 +28,7 @@ from service.snapshot import read_snapshot
 from service.state import IncompatibleStateError, ScoringState
 from service.wal import WriteAheadLog
 from tests.batch_support import mutate
-from tests.service_support import TEST_SEED, model_path, scenario
+from tests.service_support import TEST_SEED, model_path, scenario, state_config
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +41,16 @@ def events() -> pl.DataFrame:
     return scenario(TEST_SEED).events
 
 
-def new_state(model: DistillScorer, **kw: object) -> ScoringState:
-    st = ScoringState(model, **kw)  # type: ignore[arg-type]
+def new_state(
+    model: DistillScorer,
+    *,
+    state_dir: Path | None = None,
+    accounts_table: pl.DataFrame | None = None,
+    **settings: Any,
+) -> ScoringState:
+    """A restored state configured by ``Settings(**settings)``."""
+    config = state_config(**settings)
+    st = ScoringState(model, config, state_dir=state_dir, accounts_table=accounts_table)
     st.restore()
     return st
 
@@ -104,7 +113,7 @@ def test_mixed_timestamp_layouts_are_stored_or_rejected_per_line(events: pl.Data
 
 
 def test_window_eviction_and_stale_events(model: DistillScorer, events: pl.DataFrame) -> None:
-    st = new_state(model, window=timedelta(hours=1))
+    st = new_state(model, window_hours=1)
     t0 = events["ts"][0]
     early = events.filter(pl.col("ts") < t0 + timedelta(minutes=30))
     late = events.filter(pl.col("ts") > t0 + timedelta(hours=3)).head(500)
@@ -211,7 +220,7 @@ def test_ingest_acknowledges_before_fingerprinting_and_raw_text_stays_out_of_the
     snap = read_snapshot(tmp_path)
     assert snap is not None and snap.events.height == 2000
     assert {"prompt", "system_prompt"}.isdisjoint(snap.events.columns)
-    assert all({"prompt", "system_prompt"}.isdisjoint(f.columns) for f in st._frames)
+    assert all({"prompt", "system_prompt"}.isdisjoint(f.columns) for f in st.store.frames)
     st.close()
     back = new_state(model, state_dir=tmp_path)
     assert back.n_events == 2000 and back.ingest(events.head(2000)).duplicates == 2000
