@@ -153,7 +153,7 @@ def _campaign_families(campaigns: dict[str, Any]) -> Iterator[Metric]:
 class ServiceMetrics:
     """Every metric of the service, registered on ``registry`` (never the global one)."""
 
-    def __init__(self, registry: CollectorRegistry, *, top_n: int = 20) -> None:
+    def __init__(self, registry: CollectorRegistry, *, top_n: int) -> None:
         self.registry = registry
         r = registry
         self.events_ingested = Counter(
