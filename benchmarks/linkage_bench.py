@@ -20,13 +20,10 @@ import time
 
 import polars as pl
 
+from detector import pipeline
 from detector.campaigns.grouping import find_campaigns
 from detector.campaigns.linkage import account_evidence, link_accounts
-from detector.campaigns.scoring import detect_campaigns
 from detector.evaluate import campaign_metrics
-from detector.features import account_features
-from detector.fingerprints import fingerprint_events
-from detector.models import DistillScorer
 from synthetic_logs.generate import generate
 from synthetic_logs.scenario import load_scenario
 
@@ -37,24 +34,22 @@ def _rss_mib() -> float:
 
 def bench_quality(scenario: str, scale: float, seeds: tuple[int, int] = (1, 2)) -> str:
     train = generate(scenario, seed=seeds[0], scale=scale)
-    model = DistillScorer().fit(account_features(train.events, train.accounts).collect())
+    model = pipeline.fit(train.events, train.accounts)
     del train
     test = generate(scenario, seed=seeds[1], scale=scale)
-    compact = fingerprint_events(test.events).collect()
-    feats = account_features(compact, test.accounts).collect()
-    scores = model.score(feats)
+    compact = pipeline.compact_events(test.events)
     t = time.perf_counter()
-    res = detect_campaigns(
-        compact, scores, feats, test.accounts, calibrate=model.calibrate, threshold=model.threshold_
-    )
+    scored = pipeline.score(compact, model, test.accounts)
     secs = time.perf_counter() - t
+    res, scores, feats = scored.campaigns, scored.alone, scored.features
+    assert res is not None
     m = campaign_metrics(res.assignments, test.labels, scores, res.accounts)
     top = res.campaigns.head(5)
     lines = [
         f"### campaigns on `{scenario}` (scale {scale:g}; scorer fitted unsupervised on seed "
         f"{seeds[0]}, evaluated on seed {seeds[1]})",
         "",
-        f"- {feats.height:,} accounts, {compact.height:,} events; linkage + campaigns "
+        f"- {feats.height:,} accounts, {compact.height:,} events; features, scores and campaigns "
         f"{secs:.1f} s, {res.edges.height:,} edges, {m['n_found_campaigns']} campaigns found",
         f"- adjusted Rand index (attack accounts) **{m['ari']:.3f}**; true multi-account "
         f"campaigns found {m['campaigns_detected']:.0%} of {m['n_true_campaigns']}",
@@ -82,7 +77,7 @@ def bench_scale(accounts: int, days: float, seed: int = 3) -> str:
     t = time.perf_counter()
     g = generate(sc, seed=seed)
     t_gen = time.perf_counter() - t
-    compact = fingerprint_events(g.events.lazy()).collect(engine="streaming")
+    compact = pipeline.compact_events(g.events.lazy())
     n_events, n_acc = compact.height, g.accounts.height
     del g.events
     t0 = time.perf_counter()

@@ -114,25 +114,23 @@ def bench_audit(scenario: str, seed: int = 1) -> str:
 
 
 def bench_detection(scenario: str) -> str:
+    from detector import pipeline
     from detector.evaluate import metrics
-    from detector.features import account_features
-    from detector.fingerprints import fingerprint_events
     from detector.models import DistillScorer
-    from detector.subaccounts import score_with_slices
     from synthetic_logs.generate import generate
 
     t = time.perf_counter()
     train, test = generate(scenario, seed=1), generate(scenario, seed=2)
-    f_train = account_features(train.events, train.accounts).collect()
-    c_test = fingerprint_events(test.events).collect()
-    f_test = account_features(c_test, test.accounts).collect()
+    c_train = pipeline.compact_events(train.events)
+    c_test = pipeline.compact_events(test.events)
     lines = [
         f"### detection `{scenario}` (fit on seed 1, evaluated on seed 2; accounts with their "
         "IP / key slices, without campaigns)\n"
     ]
     for mode, labels in (("unsupervised", None), ("supervised", train.labels)):
-        model = DistillScorer().fit(f_train, labels)
-        own = score_with_slices(model, c_test, f_test, test.accounts)
+        model = pipeline.fit(c_train, train.accounts, labels, DistillScorer())
+        res = pipeline.score(c_test, model, test.accounts, campaigns=False)
+        own, f_test = res.alone, res.features
         m = metrics(own, test.labels)
         y = f_test.join(test.labels, on="account_id")
         scored = own.join(y.select("account_id", "archetype", "is_attack"), on="account_id")
@@ -175,27 +173,18 @@ def bench_campaigns(scenario: str, n_seeds: int, scale: float = 1.0) -> str:
     legitimate groups (campaigns of normal accounts only) that lift their members."""
     import warnings
 
-    from detector.campaigns.scoring import detect_campaigns
-    from detector.features import account_features
-    from detector.fingerprints import fingerprint_events
-    from detector.models import DistillScorer
-    from detector.subaccounts import score_with_slices
+    from detector import pipeline
     from synthetic_logs.generate import generate
 
     t = time.perf_counter()
     warnings.simplefilter("ignore", RuntimeWarning)
     train = generate(scenario, seed=0, scale=scale)
-    model = DistillScorer().fit(account_features(train.events, train.accounts).collect())
+    model = pipeline.fit(train.events, train.accounts)
     rows = []
     for seed in range(1, n_seeds + 1):
         g = generate(scenario, seed=seed, scale=scale)
-        compact = fingerprint_events(g.events).collect()
-        feats = account_features(compact, g.accounts).collect()
-        alone = score_with_slices(model, compact, feats, g.accounts)
-        found = detect_campaigns(
-            compact, alone, feats, g.accounts, calibrate=model.calibrate,
-            threshold=model.threshold_,
-        )  # fmt: skip
+        found = pipeline.score(g.events, model, g.accounts).campaigns
+        assert found is not None
         acc = {r["account_id"]: r for r in found.accounts.iter_rows(named=True)}
         camps = {r["campaign_id"]: r for r in found.campaigns.iter_rows(named=True)}
         hydras = (

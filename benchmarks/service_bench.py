@@ -274,15 +274,15 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=1000)
     args = ap.parse_args()
 
-    from detector.features import account_features
+    from detector import pipeline
     from detector.models import DistillScorer
     from service.replay import to_ndjson
     from synthetic_logs.generate import generate
 
     tmp = Path(tempfile.mkdtemp(prefix="dg-bench-"))
     train = generate("demo", seed=1)
-    model_path = DistillScorer(target_fpr=0.01).fit(account_features(train.events).collect())
-    model_file = model_path.save(tmp / "model.joblib")
+    model = pipeline.fit(train.events, scorer=DistillScorer(target_fpr=0.01))
+    model_file = model.save(tmp / "model.joblib")
     load_events = generate("demo", seed=3, scale=args.scale).events.sort("ts")
     batches = [to_ndjson(f) for f in load_events.iter_slices(args.batch)]
     ids_first = load_events.head(args.batch * 5)["account_id"].unique().to_list()

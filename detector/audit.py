@@ -1,9 +1,10 @@
 """The offline audit: logs in, scored and explained accounts out.
 
-``audit(...)`` reads logs lazily (Parquet is scanned; fingerprints and features run as one
-polars query on the streaming engine), scores every account with a trained
+``audit(...)`` reads logs lazily (Parquet is scanned and fingerprinted on polars' streaming
+engine), runs :func:`detector.pipeline.score` with a trained
 :class:`~detector.models.DistillScorer` (or fits one on the logs themselves, unsupervised),
-and writes ``accounts.parquet``, ``accounts.csv``, ``summary.json`` and ``report.html``.
+and writes ``accounts.parquet``, ``accounts.csv``, ``campaigns.parquet``, ``summary.json`` and
+``report.html``. ``train(...)`` fits and saves a scorer with :func:`detector.pipeline.fit`.
 """
 
 from __future__ import annotations
@@ -16,13 +17,12 @@ from typing import Any
 
 import polars as pl
 
-from detector.campaigns.scoring import CampaignResult, detect_campaigns
+from detector import pipeline
+from detector.campaigns.scoring import CampaignResult
 from detector.evaluate import campaign_metrics, metrics, time_to_detect
-from detector.features import FEATURE_NAMES, account_features
-from detector.fingerprints import fingerprint_events
+from detector.features import FEATURE_NAMES
 from detector.io.schema import expand_paths, read_events
 from detector.models import DistillScorer
-from detector.subaccounts import score_with_slices
 
 Progress = Callable[[str], None]
 
@@ -39,25 +39,6 @@ class AuditResult:
     campaigns: pl.DataFrame | None = None  # campaign_id, score, n_members, members, evidence
 
 
-def compute_features(
-    log_paths: Sequence[str | Path],
-    accounts: pl.DataFrame | None = None,
-    progress: Progress = _noop,
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Compact events (fingerprinted, no raw text) and features per account.
-
-    Logs are scanned lazily and fingerprinted on polars' streaming engine; only the compact
-    events (hashes, markers and request metadata) are held in memory, once, for the features
-    and the cross-account linkage."""
-    progress("reading and validating logs")
-    events = read_events(log_paths)
-    progress("fingerprinting prompts")
-    compact = fingerprint_events(events).collect(engine="streaming")
-    progress("computing account features")
-    feats = account_features(compact, accounts).collect()
-    return compact, feats
-
-
 def train(
     log_paths: Sequence[str | Path],
     model_path: str | Path,
@@ -66,9 +47,11 @@ def train(
     scorer: DistillScorer | None = None,
     progress: Progress = _noop,
 ) -> DistillScorer:
-    _, feats = compute_features(log_paths, accounts, progress)
-    progress("fitting the scorer")
-    model = (scorer or DistillScorer()).fit(feats, labels)
+    """Fit a scorer on the logs (with ``labels`` when given) and save it to ``model_path``."""
+    progress("reading, validating and fingerprinting logs")
+    compact = pipeline.compact_events(read_events(log_paths))
+    progress("computing account features and fitting the scorer")
+    model = pipeline.fit(compact, accounts, labels, scorer)
     model.save(model_path)
     return model
 
@@ -84,25 +67,24 @@ def audit(
     with_time_to_detect: bool = False,
     progress: Progress = _noop,
 ) -> AuditResult:
+    """Score every account of the logs with ``model`` (default: one fitted on these logs,
+    unsupervised) through :func:`detector.pipeline.score`, and write the outputs. Logs are
+    scanned lazily and fingerprinted on polars' streaming engine: only the compact events
+    (hashes, markers and request metadata) are held in memory."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    compact, feats = compute_features(log_paths, accounts, progress)
-    n_events = compact.height
-    if model is None:
-        progress("no model given: fitting one on these logs (unsupervised)")
-        model = DistillScorer().fit(feats)
-    progress("scoring accounts and their IP / key slices")
-    alone = score_with_slices(model, compact, feats, accounts)
-    scored = alone.with_columns(pl.lit(None, dtype=pl.String).alias("campaign_id"))
-    found: CampaignResult | None = None
-    if campaigns:
-        progress("linking accounts into campaigns")
-        found = detect_campaigns(
-            compact, alone, feats, accounts, calibrate=model.calibrate, threshold=model.threshold_
-        )
-        scored = found.accounts
+    progress("reading, validating and fingerprinting logs")
+    compact = pipeline.compact_events(read_events(log_paths))
+    result = pipeline.score(
+        compact,
+        model if model is not None else DistillScorer(),
+        accounts,
+        campaigns=campaigns,
+        progress=progress,
+    )
+    model, feats, found = result.model, result.features, result.campaigns
     table = (
-        scored.join(feats, on="account_id", how="left")
+        result.accounts.join(feats, on="account_id", how="left")
         .select(
             "account_id", "score", "flagged", "reasons", "campaign_id", "raw_score", *FEATURE_NAMES
         )
@@ -110,7 +92,7 @@ def audit(
     )
     summary: dict[str, Any] = {
         "n_accounts": table.height,
-        "n_events": n_events,
+        "n_events": compact.height,
         "n_flagged": int(table["flagged"].sum()),
         "n_campaigns": found.campaigns.height if found is not None else None,
         "threshold": model.threshold_,
@@ -120,24 +102,17 @@ def audit(
     }
     if labels is not None:
         progress("evaluating against labels")
-        summary["metrics"] = metrics(scored, labels)
+        summary["metrics"] = metrics(result.accounts, labels)
         if found is not None:
             summary["metrics"]["campaigns"] = campaign_metrics(
-                found.assignments, labels, alone, scored
+                found.assignments, labels, result.alone, result.accounts
             )
         if with_time_to_detect:
             progress("time to detect (re-scoring at successive cut-offs)")
             fitted = model
 
             def score_prefix(window: pl.LazyFrame) -> pl.DataFrame:
-                c = window.collect()
-                f = account_features(c, accounts).collect()
-                s = score_with_slices(fitted, c, f, accounts)
-                if not campaigns:
-                    return s
-                return detect_campaigns(
-                    c, s, f, accounts, calibrate=fitted.calibrate, threshold=fitted.threshold_
-                ).accounts
+                return pipeline.score(window, fitted, accounts, campaigns=campaigns).accounts
 
             summary["metrics"]["time_to_detect"] = time_to_detect(
                 compact.lazy(), labels, score_prefix

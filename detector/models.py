@@ -43,6 +43,7 @@ from typing import Any, Self
 import joblib
 import numpy as np
 import polars as pl
+from sklearn.base import BaseEstimator, clone
 
 from detector.features import FEATURE_BY_NAME, SCORED_FEATURES, Feature
 
@@ -81,7 +82,7 @@ def format_value(feature: Feature, value: float | None) -> str:
     )
 
 
-class HistogramDetector:
+class HistogramDetector(BaseEstimator):
     """pyod's HBOS with a fixed number of bins, in numpy: the same histograms and scores, bit
     for bit (``tests/test_models.py`` checks it against pyod), without the numba kernel that
     pyod compiles in every new process (seconds, far more than fitting 20k accounts takes).
@@ -90,6 +91,12 @@ class HistogramDetector:
     ``-sum_j log2(density_j + alpha)`` over the bins its features fall in (a value outside the
     training range by less than ``tol`` bin widths counts in the edge bin, farther out in the
     emptiest bin). Higher = more outlying.
+
+    >>> import numpy as np
+    >>> x = np.random.default_rng(0).normal(size=(500, 2))
+    >>> det = HistogramDetector(n_bins=10).fit(x)
+    >>> bool(det.decision_function(np.array([[6.0, 6.0]]))[0] > det.decision_function(x).max())
+    True
     """
 
     def __init__(self, n_bins: int = 10, alpha: float = 0.1, tol: float = 0.5) -> None:
@@ -135,7 +142,7 @@ class HistogramDetector:
         return np.asarray(np.sum(out, axis=1) * -1)
 
 
-class DistillScorer:
+class DistillScorer(BaseEstimator):
     """Score accounts 0-100 for distillation risk from :func:`account_features` output.
 
     Parameters
@@ -145,10 +152,26 @@ class DistillScorer:
     n_bins: HBOS histogram bins. cap: per-feature cap of the capped deviation sum.
     n_estimators, max_samples: IsolationForest size (when "iforest" is used).
     supervised: "auto" (use labels when given), "never", or "always" (labels required).
+    classifier: the supervised model, a scikit-learn classifier with ``predict_proba`` (cloned
+        at fit); None: ``HistGradientBoostingClassifier(max_iter=200, learning_rate=0.1)``.
     features: which features to score (default: every feature with a risk direction).
+    n_reasons: reasons given at most per account.
+    reason_min_deviation: a feature is a reason only this many robust spreads (or more) on its
+        suspicious side of the reference median.
     contamination: without labels, the share of highest-scoring training accounts left out of
         the calibration reference.
     random_state: seed.
+
+    >>> from synthetic_logs.generate import generate
+    >>> from detector.features import account_features
+    >>> g = generate("demo", seed=1, scale=0.2)
+    >>> feats = account_features(g.events, g.accounts).collect()
+    >>> model = DistillScorer().fit(feats)
+    >>> scored = model.score(feats)
+    >>> scored.columns
+    ['account_id', 'score', 'raw_score', 'flagged', 'reasons']
+    >>> bool(scored["score"].is_between(0, 100).all())
+    True
     """
 
     def __init__(
@@ -160,8 +183,10 @@ class DistillScorer:
         n_estimators: int = 200,
         max_samples: int = 256,
         supervised: str = "auto",
+        classifier: Any = None,
         features: tuple[str, ...] = SCORED_FEATURES,
         n_reasons: int = 3,
+        reason_min_deviation: float = 2.0,
         contamination: float = 0.05,
         random_state: int = 0,
     ) -> None:
@@ -172,8 +197,10 @@ class DistillScorer:
         self.n_estimators = n_estimators
         self.max_samples = max_samples
         self.supervised = supervised
+        self.classifier = classifier
         self.features = features
         self.n_reasons = n_reasons
+        self.reason_min_deviation = reason_min_deviation
         self.contamination = contamination
         self.random_state = random_state
 
@@ -252,11 +279,7 @@ class DistillScorer:
         self.classifier_ = None
         raw = unsup
         if use_labels and y is not None and y.any() and (~y).any():
-            from sklearn.ensemble import HistGradientBoostingClassifier
-
-            self.classifier_ = HistGradientBoostingClassifier(
-                max_iter=200, learning_rate=0.1, random_state=self.random_state
-            ).fit(x, y)
+            self.classifier_ = self._new_classifier().fit(x, y)
             sup = self._sup_logit(x)
             self.sup_center_ = float(np.median(sup[ref]))
             s_spread = float(np.percentile(sup[ref], 75) - np.percentile(sup[ref], 25))
@@ -272,6 +295,15 @@ class DistillScorer:
         self.supervised_ = self.classifier_ is not None
         self.trained_at_ = datetime.now(UTC).isoformat(timespec="seconds")
         return self
+
+    def _new_classifier(self) -> Any:
+        if self.classifier is not None:
+            return clone(self.classifier)
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        return HistGradientBoostingClassifier(
+            max_iter=200, learning_rate=0.1, random_state=self.random_state
+        )
 
     def _parts(self, d: np.ndarray) -> np.ndarray:
         cols = []
@@ -331,7 +363,7 @@ class DistillScorer:
         for i in range(len(d)):
             items = []
             for j in order[i]:
-                if d[i, j] < 2.0:  # within ~2 robust spreads of typical: not a reason
+                if d[i, j] < self.reason_min_deviation:  # near typical: not a reason
                     break
                 f = FEATURE_BY_NAME[self.features[j]]
                 side = "high" if f.direction == "up" else "low"

@@ -31,12 +31,11 @@ legitimate resellers does (max 1.07 against a reference maximum of 1.72).
 
 from __future__ import annotations
 
-from datetime import datetime
-
 import polars as pl
 
 from detector.features import account_features
 from detector.models import DistillScorer
+from detector.window import Window
 
 # slicing column -> the account feature that counts its distinct values
 SLICE_COLUMNS = {"ip": "distinct_ips", "api_key_id": "distinct_keys"}
@@ -91,10 +90,8 @@ def lift_slices(
     features: pl.DataFrame,
     scored: pl.DataFrame,
     accounts: pl.DataFrame | None = None,
+    window: Window | None = None,
     *,
-    window_start: datetime | None = None,
-    window_end: datetime | None = None,
-    model_first_seen: pl.DataFrame | None = None,
     columns: tuple[str, ...] = tuple(SLICE_COLUMNS),
     min_distinct: int = MIN_DISTINCT,
     min_events: int = MIN_EVENTS,
@@ -102,9 +99,8 @@ def lift_slices(
     """``scored`` (the output of ``model.score(features)`` for the accounts of ``events``) with
     accounts lifted by a slice that scores beyond the whole reference population on its own.
 
-    ``window_start``, ``window_end`` and ``model_first_seen`` describe the whole window (as for
-    :func:`account_features`); they default to ``events``' own, which is right when ``events``
-    is the whole window."""
+    ``window`` describes the whole window (as for :func:`account_features`); it defaults to
+    ``events``' own, which is right when ``events`` is the whole window."""
     if getattr(model, "classifier_", None) is not None:
         # A supervised model's learned boundary does not transfer to slices: on `default` it
         # put 64% of legitimate resellers' slices beyond every labelled normal account.
@@ -112,13 +108,7 @@ def lift_slices(
     slices = account_slices(events, features, columns, min_distinct, min_events)
     if slices.height == 0:
         return scored
-    lo = window_start if window_start is not None else events["ts"].min()
-    hi = window_end if window_end is not None else events["ts"].max()
-    first_seen = (
-        model_first_seen
-        if model_first_seen is not None
-        else events.group_by("model").agg(pl.col("ts").min().alias("first_ts"))
-    )
+    ctx = window if window is not None else Window.of(events)
     meta = slices.group_by("account_id").agg(
         pl.col("parent_id").first(),
         pl.col("slice_column").first(),
@@ -135,9 +125,9 @@ def lift_slices(
     feats = account_features(
         slices.drop("parent_id", "slice_column", "slice_value", "slice_share").lazy(),
         table,
-        window_start=lo,  # type: ignore[arg-type]
-        window_end=hi,  # type: ignore[arg-type]
-        model_first_seen=first_seen,
+        window_start=ctx.start,
+        window_end=ctx.end,
+        model_first_seen=ctx.model_first_seen,
     ).collect()
     raw = model.raw_score(feats)
     beyond = raw > model.reference_[-1]
@@ -192,21 +182,9 @@ def score_with_slices(
     events: pl.DataFrame,
     features: pl.DataFrame,
     accounts: pl.DataFrame | None = None,
-    *,
-    window_start: datetime | None = None,
-    window_end: datetime | None = None,
-    model_first_seen: pl.DataFrame | None = None,
+    window: Window | None = None,
 ) -> pl.DataFrame:
-    """THE account scoring step, offline and live: ``model.score(features)`` lifted by the
-    accounts' slices (:func:`lift_slices`). ``events`` are the compact events of the accounts
-    of ``features``."""
-    return lift_slices(
-        model,
-        events,
-        features,
-        model.score(features),
-        accounts,
-        window_start=window_start,
-        window_end=window_end,
-        model_first_seen=model_first_seen,
-    )
+    """The account scoring step of :mod:`detector.pipeline`: ``model.score(features)`` lifted
+    by the accounts' slices (:func:`lift_slices`). ``events`` are the compact events of the
+    accounts of ``features``; ``window`` the whole window they belong to."""
+    return lift_slices(model, events, features, model.score(features), accounts, window)

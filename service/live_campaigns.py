@@ -1,18 +1,18 @@
-"""Campaigns in the live service: the whole-window campaign pass, and its campaigns' lift
-applied to the accounts rescored between passes.
+"""Campaigns in the live service: the table of the last campaign pass, kept, served and
+snapshotted.
 
-A **campaign pass** is the offline audit run on the window as it stands: THE feature code
-(:func:`detector.features.account_features`) on every account, ``model.score``, then
-:func:`detector.campaigns.detect_campaigns` (link, group, score, lift members) with the model's
-``calibrate`` and ``threshold_`` — exactly what :func:`detector.audit.audit` does, so right
-after a pass every account's live score equals the offline score with campaigns on the same
-window. It runs every ``campaign_interval_s`` seconds or every ``campaign_every_passes``
-rescoring passes (whichever comes first), and only when the window changed since the last one.
+A **campaign pass** (:func:`service.rescoring.score_window`) runs the pipeline
+(:func:`detector.pipeline.score` with ``campaigns=True``) on the window as it stands — exactly
+what the offline audit does, so right after a pass every account's live score equals the
+offline score with campaigns on the same window. It runs every ``campaign_interval_s`` seconds
+or every ``campaign_every_passes`` rescoring passes (whichever comes first), and only when the
+window changed since the last one.
 
-**Between passes** an account that receives events is rescored on its own and its campaign
-(from the last pass) applied by the same :func:`detector.campaigns.apply_campaigns`: a member of
-a lifting campaign gets ``max(raw, campaign median) + lift``, re-calibrated, with the campaign
-as first reason. Accounts that appear after the last pass join a campaign at the next one.
+**Between passes** an account that receives events is rescored on its own and the last pass's
+campaigns applied to it (:func:`detector.pipeline.score` with ``campaigns=`` this table): a
+member of a lifting campaign gets ``max(raw, campaign median) + lift``, re-calibrated, with the
+campaign as first reason. Accounts that appear after the last pass join a campaign at the next
+one.
 
 **Durability.** The campaign table of the last pass is written with each snapshot
 (``campaigns.parquet``) and restored with it, so a restart serves the same campaigns and scores
@@ -30,11 +30,9 @@ from typing import Any
 
 import polars as pl
 
-from detector.campaigns.scoring import apply_campaigns, detect_campaigns
-from detector.models import DistillScorer
 from service.records import CampaignPass, CampaignView
 
-# the campaign summary columns kept live and in snapshots (apply_campaigns reads the first six)
+# the campaign summary columns kept live and in snapshots (applying a pass reads the first six)
 TABLE_SCHEMA: dict[str, pl.DataType] = {
     "campaign_id": pl.String(),
     "score": pl.Float64(),
@@ -82,46 +80,6 @@ class LiveCampaigns:
             )
             member_of.update(dict.fromkeys(members, cid))
         return cls(table, views, member_of, last)
-
-    def apply(self, alone: pl.DataFrame, model: DistillScorer) -> pl.DataFrame:
-        """Scores of accounts rescored on their own (``model.score`` output), with the
-        campaign evidence of the last pass, exactly as :func:`detect_campaigns` applies it."""
-        ids = alone["account_id"].to_list()
-        linked = [(a, self.member_of[a]) for a in ids if a in self.member_of]
-        if not linked:
-            return alone.with_columns(pl.lit(None, dtype=pl.String).alias("campaign_id"))
-        assignments = pl.DataFrame(
-            {"account_id": [a for a, _ in linked], "campaign_id": [c for _, c in linked]},
-            schema={"account_id": pl.String, "campaign_id": pl.String},
-        )
-        return apply_campaigns(
-            alone,
-            assignments,
-            self.table,
-            calibrate=model.calibrate,
-            threshold=float(model.threshold_),
-        )
-
-
-def campaign_pass(
-    window: pl.DataFrame,
-    alone: pl.DataFrame,
-    features: pl.DataFrame,
-    accounts_table: pl.DataFrame | None,
-    model: DistillScorer,
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """``(account scores with campaign evidence, campaign table)`` for the whole window:
-    ``alone`` is ``model.score(features)`` for every account of ``window``."""
-    found = detect_campaigns(
-        window,
-        alone,
-        features,
-        accounts_table,
-        calibrate=model.calibrate,
-        threshold=float(model.threshold_),
-    )
-    table = found.campaigns.select([pl.col(c).cast(t) for c, t in TABLE_SCHEMA.items()])
-    return found.accounts, table
 
 
 def pass_meta(last: CampaignPass | None, current: bool) -> dict[str, Any]:

@@ -1,14 +1,11 @@
-"""Scoring the accounts of the live window with THE feature code and the loaded model.
+"""Scoring the accounts of the live window with THE pipeline (:mod:`detector.pipeline`).
 
-- :func:`score_accounts`: the accounts touched since the last pass, on their window events.
-  :func:`detector.features.account_features`'s only cross-account inputs are the window bounds
-  (passed explicitly) and each model's first appearance in the whole window (passed as
-  ``model_first_seen``), so a score equals the offline
-  ``score_with_slices(model, ...)`` (the model's score, lifted by IP / key slices of
-  multi-tenant accounts) for the same window. The campaigns of the
-  last campaign pass are then applied (:meth:`service.live_campaigns.LiveCampaigns.apply`).
-- :func:`score_window`: the campaign pass — every account of the window, then
-  :func:`detector.campaigns.detect_campaigns`, as the offline audit does.
+- :func:`score_accounts`: the accounts touched since the last pass, scored on their window
+  events with the whole window as context (its bounds and each model's first appearance), so
+  that a score equals the offline audit's for the same window; the campaigns of the last
+  campaign pass are applied to them (``campaigns=`` that pass's table).
+- :func:`score_window`: the campaign pass — every account of the window, campaigns detected,
+  exactly as the offline audit does.
 """
 
 from __future__ import annotations
@@ -19,17 +16,12 @@ from datetime import UTC, datetime
 import numpy as np
 import polars as pl
 
-from detector.features import FEATURE_NAMES, account_features
+from detector import pipeline
+from detector.features import FEATURE_NAMES
 from detector.models import DistillScorer
-from detector.subaccounts import score_with_slices
-from service.live_campaigns import LiveCampaigns, campaign_pass
+from detector.window import Window
+from service.live_campaigns import TABLE_SCHEMA, LiveCampaigns
 from service.records import AccountScore, CampaignPass
-
-
-def _bounds(window: pl.DataFrame) -> tuple[datetime, datetime]:
-    lo: datetime = window["ts"].min()  # type: ignore[assignment]
-    hi: datetime = window["ts"].max()  # type: ignore[assignment]
-    return lo, hi
 
 
 def score_accounts(
@@ -41,25 +33,12 @@ def score_accounts(
 ) -> dict[str, AccountScore]:
     """Features and scores of ``accounts`` over ``window``, with the campaign evidence of the
     last campaign pass (``live``)."""
-    ids = pl.Series("account_id", sorted(accounts), dtype=pl.String)
-    mine = pl.col("account_id").is_in(ids.implode())
-    sub = window.filter(mine)
-    # when each model first appears in the whole window ("new model" feature)
-    first_seen = window.group_by("model").agg(pl.col("ts").min().alias("first_ts"))
-    lo, hi = _bounds(window)
-    feats = account_features(
-        sub.lazy(), accounts_table, window_start=lo, window_end=hi, model_first_seen=first_seen
-    ).collect()
-    alone = score_with_slices(
-        model,
-        sub,
-        feats,
-        accounts_table,
-        window_start=lo,
-        window_end=hi,
-        model_first_seen=first_seen,
+    ctx = Window.of(window)
+    res = pipeline.score(
+        window, model, accounts_table, only=accounts, window=ctx, campaigns=live.table
     )
-    return account_scores(live.apply(alone, model), alone, feats, sub, (lo, hi))
+    mine = window.filter(pl.col("account_id").is_in(res.features["account_id"].implode()))
+    return account_scores(res.accounts, res.alone, res.features, mine, (ctx.start, ctx.end))
 
 
 def score_window(
@@ -70,15 +49,18 @@ def score_window(
     t0 = time.perf_counter()
     if window.height == 0:
         return {}, LiveCampaigns(last=CampaignPass(datetime.now(UTC), None, None, 0, 0, 0.0))
-    lo, hi = _bounds(window)
-    feats = account_features(
-        window.lazy(), accounts_table, window_start=lo, window_end=hi
-    ).collect()
-    alone = score_with_slices(model, window, feats, accounts_table, window_start=lo, window_end=hi)
-    final, table = campaign_pass(window, alone, feats, accounts_table, model)
-    scored = account_scores(final, alone, feats, window, (lo, hi))
+    ctx = Window.of(window)
+    res = pipeline.score(window, model, accounts_table, window=ctx, campaigns=True)
+    assert res.campaigns is not None
+    table = res.campaigns.campaigns.select([pl.col(c).cast(t) for c, t in TABLE_SCHEMA.items()])
+    scored = account_scores(res.accounts, res.alone, res.features, window, (ctx.start, ctx.end))
     done = CampaignPass(
-        datetime.now(UTC), lo, hi, window.height, feats.height, time.perf_counter() - t0
+        datetime.now(UTC),
+        ctx.start,
+        ctx.end,
+        window.height,
+        res.features.height,
+        time.perf_counter() - t0,
     )
     return scored, LiveCampaigns.from_table(table, done)
 

@@ -15,13 +15,12 @@ import pytest
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from detector import pipeline
 from detector.campaigns.grouping import campaign_features, find_campaigns
 from detector.campaigns.linkage import _candidate_pairs, account_evidence, link_accounts
-from detector.campaigns.scoring import CampaignScorer, apply_campaigns, detect_campaigns
+from detector.campaigns.scoring import CampaignScorer, apply_campaigns
 from detector.evaluate import campaign_metrics
-from detector.features import account_features
 from detector.fingerprints import fingerprint_events
-from detector.models import DistillScorer
 from synthetic_logs.generate import generate
 from tests.test_fingerprints import make_events
 
@@ -180,12 +179,25 @@ def test_campaign_ids_are_deterministic() -> None:
     assert g3.height == 2
 
 
-def _scores(raw: dict[str, float], background: int = 2000) -> pl.DataFrame:
+BACKGROUND = np.linspace(-3.0, 3.0, 2000)
+
+
+class _Percentile:
+    """An account model's calibration, as the campaign layer sees it: a raw score's
+    percentile in a background population, flagged from 99.9."""
+
+    threshold_ = 99.9
+
+    def calibrate(self, raw: np.ndarray) -> np.ndarray:
+        rank = np.searchsorted(BACKGROUND, raw, side="right")
+        return np.asarray(100.0 * rank / (len(BACKGROUND) + 1))
+
+
+def _scores(raw: dict[str, float]) -> pl.DataFrame:
     """Account scores whose calibrated score is the raw score's percentile in a background."""
-    bg = np.linspace(-3.0, 3.0, background)
-    ids = [f"bg{i}" for i in range(background)] + list(raw)
-    r = np.concatenate([bg, np.array(list(raw.values()))])
-    score = 100.0 * np.searchsorted(np.sort(bg), r, side="right") / (background + 1)
+    ids = [f"bg{i}" for i in range(len(BACKGROUND))] + list(raw)
+    r = np.concatenate([BACKGROUND, np.array(list(raw.values()))])
+    score = _Percentile().calibrate(r)
     return pl.DataFrame(
         {
             "account_id": ids,
@@ -208,16 +220,16 @@ def test_suspicious_campaigns_lift_members_ordinary_ones_do_not() -> None:
             "campaign_id": ["C-h"] * 5 + ["C-n"] * 3 + [None],
         }
     )
-    cs = CampaignScorer().fit(scores)
+    cs = CampaignScorer().fit(scores)  # no content features: nothing typical to learn
     feats = campaign_features(assignments, scores)
-    campaigns = cs.score(feats)
+    campaigns = cs.score(feats, _Percentile())
     assert campaigns.columns[:5] == ["campaign_id", "score", "n_members", "members", "evidence"]
     h = campaigns.filter(pl.col("campaign_id") == "C-h").row(0, named=True)
     n = campaigns.filter(pl.col("campaign_id") == "C-n").row(0, named=True)
     assert h["lift"] > 0 and h["score"] > 99.9
     assert n["lift"] == 0.0 and n["score"] < 90
     assert h["evidence"][0].startswith("5 accounts")
-    out = apply_campaigns(scores, assignments, campaigns, calibrate=cs.calibrate)
+    out = apply_campaigns(scores, assignments, campaigns, _Percentile(), scorer=cs)
     assert out.columns == ["account_id", "score", "raw_score", "flagged", "reasons", "campaign_id"]
     by = {r["account_id"]: r for r in out.iter_rows(named=True)}
     before = {r["account_id"]: r for r in scores.iter_rows(named=True)}
@@ -238,23 +250,21 @@ def test_no_campaigns_is_a_no_op() -> None:
         {"account_id": ["a"], "campaign_id": [None]},
         schema={"account_id": pl.String, "campaign_id": pl.String},
     )
-    campaigns = CampaignScorer().fit(scores).score(campaign_features(assignments, scores))
+    feats = campaign_features(assignments, scores)
+    campaigns = CampaignScorer().fit(scores).score(feats, _Percentile())
     assert campaigns.height == 0
-    out = apply_campaigns(scores, assignments, campaigns)
+    out = apply_campaigns(scores, assignments, campaigns, _Percentile())
     assert out["score"].to_list() == scores["score"].to_list()
 
 
 def _held_out(scenario: str, seeds: tuple[int, int], scale: float) -> dict[str, Any]:
     train = generate(scenario, seed=seeds[0], scale=scale)
     test = generate(scenario, seed=seeds[1], scale=scale)
-    model = DistillScorer().fit(account_features(train.events, train.accounts).collect())
-    compact = fingerprint_events(test.events).collect()
-    feats = account_features(compact, test.accounts).collect()
-    scores = model.score(feats)
-    res = detect_campaigns(
-        compact, scores, feats, test.accounts, calibrate=model.calibrate, threshold=model.threshold_
-    )
-    metrics = campaign_metrics(res.assignments, test.labels, scores, res.accounts)
+    model = pipeline.fit(train.events, train.accounts)
+    scored = pipeline.score(test.events, model, test.accounts)
+    res = scored.campaigns
+    assert res is not None
+    metrics = campaign_metrics(res.assignments, test.labels, scored.alone, res.accounts)
     return {"res": res, "metrics": metrics, "labels": test.labels, "accounts": test.accounts}
 
 

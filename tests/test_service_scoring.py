@@ -14,11 +14,10 @@ from typing import Any
 import polars as pl
 import pytest
 
-from detector.campaigns.scoring import detect_campaigns
-from detector.features import FEATURE_NAMES, account_features
-from detector.fingerprints import fingerprint_events
+from detector import pipeline
+from detector.features import FEATURE_NAMES
 from detector.models import DistillScorer
-from detector.subaccounts import score_with_slices
+from detector.window import Window
 from service.replay import replay
 from service.settings import Settings
 from tests.service_support import (
@@ -69,26 +68,19 @@ def replayed(server: ThreadServer, tmp_path_factory: pytest.TempPathFactory) -> 
 
 @pytest.fixture(scope="module")
 def offline(replayed: dict[str, Any]) -> dict[str, pl.DataFrame]:
-    """The offline audit's path on the window the last campaign pass saw: features, scores
-    alone (with IP / key slices), then detect_campaigns (link, group, score, lift), as
-    detector.audit does."""
+    """The offline audit's path (the pipeline) on the window the last campaign pass saw."""
     data = scenario(TEST_SEED)
     model = DistillScorer.load(model_path())
     w = replayed["campaigns"]["window"]
     lo, hi = (datetime.fromisoformat(w[k]) for k in ("start", "end"))
     events = data.events.filter(pl.col("ts").is_between(lo, hi))
     assert events.height == w["events"]  # nothing evicted: the window is the whole day
-    compact = fingerprint_events(events.lazy()).collect()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        feats = account_features(compact, data.accounts, window_start=lo, window_end=hi).collect()
-        alone = score_with_slices(
-            model, compact, feats, data.accounts, window_start=lo, window_end=hi
-        )
-        found = detect_campaigns(
-            compact, alone, feats, data.accounts, calibrate=model.calibrate,
-            threshold=model.threshold_,
-        )  # fmt: skip
+        res = pipeline.score(events, model, data.accounts)
+    ctx = Window.of(events)
+    assert res.campaigns is not None and (ctx.start, ctx.end) == (lo, hi)
+    alone, found, feats = res.alone, res.campaigns, res.features
     return {"alone": alone, "with": found.accounts, "campaigns": found.campaigns, "feats": feats}
 
 

@@ -8,10 +8,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from detector.features import account_features
-from detector.fingerprints import fingerprint_events
+from detector import pipeline
 from detector.models import DistillScorer
-from detector.subaccounts import account_slices, lift_slices
+from detector.subaccounts import account_slices
 from synthetic_logs.generate import Generated, generate
 
 SCENARIO = """
@@ -62,17 +61,17 @@ def worlds(tmp_path_factory: pytest.TempPathFactory) -> tuple[Generated, Generat
 
 
 def _scored(model: DistillScorer, g: Generated) -> tuple[pl.DataFrame, pl.DataFrame]:
-    compact = fingerprint_events(g.events).collect()
-    feats = account_features(compact, g.accounts).collect()
-    alone = model.score(feats)
-    return alone, lift_slices(model, compact, feats, alone, g.accounts)
+    """Each account scored on its own features alone, and as the pipeline scores it (lifted
+    by its IP / key slices), without campaigns."""
+    res = pipeline.score(g.events, model, g.accounts, campaigns=False)
+    return model.score(res.features), res.alone
 
 
 def test_hidden_distiller_is_found_and_resellers_are_not(
     worlds: tuple[Generated, Generated],
 ) -> None:
     train, test = worlds
-    model = DistillScorer().fit(account_features(train.events, train.accounts).collect())
+    model = pipeline.fit(train.events, train.accounts)
     alone, lifted = _scored(model, test)
     both = (
         lifted.join(alone, on="account_id", suffix="_alone")
@@ -92,8 +91,8 @@ def test_hidden_distiller_is_found_and_resellers_are_not(
 
 def test_slices_only_for_multi_tenant_accounts(worlds: tuple[Generated, Generated]) -> None:
     g = worlds[1]
-    compact = fingerprint_events(g.events).collect()
-    feats = account_features(compact, g.accounts).collect()
+    compact = pipeline.compact_events(g.events)
+    feats = pipeline.features(compact, g.accounts)
     slices = account_slices(compact, feats)
     parents = set(slices["parent_id"].unique().to_list())
     kinds = dict(g.labels.select("account_id", "archetype").iter_rows())
@@ -105,8 +104,6 @@ def test_slices_only_for_multi_tenant_accounts(worlds: tuple[Generated, Generate
 
 def test_supervised_models_do_not_lift_slices(worlds: tuple[Generated, Generated]) -> None:
     train, test = worlds
-    model = DistillScorer().fit(
-        account_features(train.events, train.accounts).collect(), train.labels
-    )
+    model = pipeline.fit(train.events, train.accounts, train.labels)
     alone, lifted = _scored(model, test)
     assert lifted.equals(alone)

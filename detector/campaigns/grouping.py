@@ -120,7 +120,7 @@ def campaign_features(
     """One row per campaign: size, members, their scores, volume, content and shared evidence.
 
     ``features`` (account features) adds volume (``requests_per_day`` summed, ``volume_cv``
-    across members) and content means, with the population median as ``typical_<feature>``;
+    across members) and the members' content means;
     ``evidence`` (:func:`account_evidence`) adds ``shared_<kind>`` counts and ``top_<kind>``
     values; ``edges`` adds the links inside each campaign (``n_links``, ``mean_link_weight``,
     ``n_sync_links``: links with synchronised activity)."""
@@ -149,8 +149,7 @@ def campaign_features(
                 *[pl.col(c).mean() for c in cols if c != "requests_per_day"],
             )
         )
-        typical = features.select([pl.col(c).median().alias(f"typical_{c}") for c in cols])
-        out = out.join(vol, on="campaign_id", how="left").join(typical, how="cross")
+        out = out.join(vol, on="campaign_id", how="left")
     if evidence is not None:
         shared = _shared_values(
             members.select("account_id", "campaign_id", "n_members"), evidence, min_share

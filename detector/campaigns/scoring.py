@@ -32,12 +32,12 @@ labelled data (0 on demo and stealth).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 import numpy as np
 import polars as pl
+from sklearn.base import BaseEstimator, clone
 
 from detector.campaigns.grouping import CONTENT_FEATURES, campaign_features, find_campaigns
 from detector.campaigns.linkage import (
@@ -46,9 +46,6 @@ from detector.campaigns.linkage import (
     account_evidence,
     link_accounts,
 )
-
-Calibrate = Callable[[np.ndarray], np.ndarray]
-
 
 HEADLINE_KINDS = ("tmpl", "system_prompt", "ip_prefix", "ip", "payment", "email_domain")
 
@@ -75,8 +72,22 @@ def _headline(row: dict[str, Any]) -> str:
     return text
 
 
-class CampaignScorer:
-    """Score campaigns 0-100 on the account scale and decide how much they lift members.
+class Calibrated(Protocol):
+    """What the campaign layer needs of the account model: its calibration (raw score ->
+    0-100) and its flag threshold. :class:`detector.models.DistillScorer` is one."""
+
+    threshold_: float
+
+    def calibrate(self, raw: np.ndarray) -> np.ndarray: ...
+
+
+class CampaignScorer(BaseEstimator):
+    """Score campaigns 0-100 on the account model's scale and decide how much they lift members.
+
+    ``fit(features)`` learns the population's typical content (the median of each of
+    :data:`CONTENT_FEATURES` over every account), against which a campaign's members are
+    described; ``score`` and :func:`apply_campaigns` read raw scores through the account
+    model's own calibration, passed to them.
 
     Parameters
     ----------
@@ -84,7 +95,15 @@ class CampaignScorer:
         member at which the campaign's strength starts (0) and is full (1).
     lift: raw-score units added per doubling of the campaign's size at full strength.
     min_size: smaller campaigns are described but never lift.
+    member_floor: only members scoring at least this on their own are lifted.
+    min_weight: edges weaker than this do not join a campaign.
     n_reasons: content reasons listed at most.
+
+    >>> import polars as pl
+    >>> from detector.models import DistillScorer
+    >>> scorer = CampaignScorer().fit(pl.DataFrame({"cot_rate": [0.0, 0.1, 0.0]}))
+    >>> scorer.typical_["cot_rate"]
+    0.0
     """
 
     def __init__(
@@ -93,34 +112,30 @@ class CampaignScorer:
         full: float = 99.5,
         lift: float = 0.5,
         min_size: int = 3,
+        member_floor: float = 90.0,
+        min_weight: float = 1.0,
         n_reasons: int = 3,
     ) -> None:
         self.gate = gate
         self.full = full
         self.lift = lift
         self.min_size = min_size
+        self.member_floor = member_floor
+        self.min_weight = min_weight
         self.n_reasons = n_reasons
 
-    def fit(self, account_scores: pl.DataFrame) -> Self:
-        """Learn the raw -> calibrated score curve of the account model from scored accounts
-        (use :meth:`detector.models.DistillScorer.calibrate` instead where available)."""
-        curve = account_scores.select("raw_score", "score").drop_nulls().sort("raw_score")
-        if curve.height == 0:
-            raise ValueError("no scored accounts to fit the campaign scorer on")
-        self.raw_curve_ = curve["raw_score"].to_numpy().astype(np.float64)
-        self.score_curve_ = np.maximum.accumulate(curve["score"].to_numpy().astype(np.float64))
+    def fit(self, features: pl.DataFrame) -> Self:
+        """Learn the population's typical content from account ``features`` (one row per
+        account; missing content columns are left out)."""
+        cols = [c for c in CONTENT_FEATURES if c in features.columns]
+        row = features.select([pl.col(c).median() for c in cols]).row(0, named=True) if cols else {}
+        self.typical_: dict[str, float | None] = dict(row)
         return self
 
-    def calibrate(self, raw: np.ndarray) -> np.ndarray:
-        """Raw score -> 0-100 through the fitted account curve (clamped at its ends)."""
-        return np.round(np.interp(raw, self.raw_curve_, self.score_curve_), 3)
-
-    def score(
-        self, campaign_feats: pl.DataFrame, calibrate: Calibrate | None = None
-    ) -> pl.DataFrame:
+    def score(self, campaign_feats: pl.DataFrame, model: Calibrated) -> pl.DataFrame:
         """The campaign summary: ``campaign_id, score, n_members, members, evidence, lift,
-        raw_score, strength, median_raw, median_score`` and every campaign feature."""
-        cal = calibrate or self.calibrate
+        raw_score, strength, median_raw, median_score`` and every campaign feature; scores on
+        ``model``'s calibration."""
         f = campaign_feats
         strength = (
             ((pl.col("median_score") - self.gate) / (self.full - self.gate)).clip(0.0, 1.0)
@@ -132,7 +147,7 @@ class CampaignScorer:
         )
         raw = (f["median_raw"] + f["lift"]).to_numpy().astype(np.float64)
         f = f.with_columns(
-            pl.Series("raw_score", raw), pl.Series("score", cal(raw), dtype=pl.Float64)
+            pl.Series("raw_score", raw), pl.Series("score", model.calibrate(raw), dtype=pl.Float64)
         )
         reasons = [self._reasons(row) for row in f.iter_rows(named=True)]
         f = f.with_columns(pl.Series("evidence", reasons, dtype=pl.List(pl.String)))
@@ -161,7 +176,7 @@ class CampaignScorer:
         )
         cited = 0
         for c in CONTENT_FEATURES:
-            v, t = row.get(c), row.get(f"typical_{c}")
+            v, t = row.get(c), self.typical_.get(c)
             if v is None or t is None or cited >= self.n_reasons:
                 continue
             if v >= 0.2 and v >= 2 * t + 0.05:
@@ -179,22 +194,18 @@ def apply_campaigns(
     account_scores: pl.DataFrame,
     assignments: pl.DataFrame,
     campaigns: pl.DataFrame,
+    model: Calibrated,
     *,
-    calibrate: Calibrate | None = None,
-    threshold: float = 99.9,
-    member_floor: float = 90.0,
+    scorer: CampaignScorer | None = None,
 ) -> pl.DataFrame:
-    """Members of lifting campaigns: ``raw = max(raw, campaign median) + lift``, re-calibrated,
-    the campaign first among their reasons; ``campaign_id`` filled for every member.
+    """Members of lifting campaigns: ``raw = max(raw, campaign median) + lift``, re-read
+    through ``model``'s calibration, the campaign first among their reasons; ``campaign_id``
+    filled for every member; flagged at ``model``'s threshold.
 
-    Only members that score at least ``member_floor`` on their own are lifted: should a
+    Only members that score at least ``scorer.member_floor`` on their own are lifted: should a
     legitimate group be merged into a campaign by a stray link, its ordinary members stay put.
-
-    ``calibrate`` maps raw to 0-100 (pass the account model's ``calibrate``); without it the
-    curve is read off ``account_scores`` itself. ``threshold`` is the flag threshold (pass the
-    model's ``threshold_``). Columns: account_id, score, raw_score, flagged, reasons,
-    campaign_id."""
-    cal = calibrate or CampaignScorer().fit(account_scores).calibrate
+    Columns: account_id, score, raw_score, flagged, reasons, campaign_id."""
+    member_floor = (scorer if scorer is not None else CampaignScorer()).member_floor
     camp = campaigns.select(
         "campaign_id",
         pl.col("lift").alias("__lift"),
@@ -213,7 +224,7 @@ def apply_campaigns(
     )
     df = df.with_columns(new_raw.alias("__raw"), lifted.alias("__lifted"))
     raw = df["__raw"].to_numpy().astype(np.float64)
-    new_score = np.where(df["__lifted"].to_numpy(), cal(raw), df["score"].to_numpy())
+    new_score = np.where(df["__lifted"].to_numpy(), model.calibrate(raw), df["score"].to_numpy())
     reason = pl.format(
         "{} campaign {} (campaign score {}): {}",
         pl.when(pl.col("__lifted")).then(pl.lit("member of")).otherwise(pl.lit("linked to")),
@@ -230,7 +241,7 @@ def apply_campaigns(
             .otherwise(pl.col("reasons"))
             .alias("reasons"),
         )
-        .with_columns((pl.col("flagged") | (pl.col("score") >= threshold)).alias("flagged"))
+        .with_columns((pl.col("flagged") | (pl.col("score") >= model.threshold_)).alias("flagged"))
         .select("account_id", "score", "raw_score", "flagged", "reasons", "campaign_id")
     )
 
@@ -246,28 +257,24 @@ class CampaignResult:
 def detect_campaigns(
     compact: pl.LazyFrame | pl.DataFrame,
     account_scores: pl.DataFrame,
-    features: pl.DataFrame | None = None,
-    accounts: pl.DataFrame | None = None,
+    features: pl.DataFrame,
+    accounts: pl.DataFrame | None,
+    model: Calibrated,
     *,
-    calibrate: Calibrate | None = None,
-    threshold: float = 99.9,
-    min_weight: float = 1.0,
     scorer: CampaignScorer | None = None,
     link_options: dict[str, Any] | None = None,
 ) -> CampaignResult:
     """Link, group, describe and score campaigns, and raise their members' scores.
 
-    ``account_scores`` is :meth:`DistillScorer.score` output for the accounts in ``compact``;
-    pass the model's ``calibrate`` and ``threshold_`` so that lifted scores stay on its
-    scale."""
+    ``account_scores`` are the scores of the accounts of ``compact`` on their own (with their
+    slices) by ``model``; ``features`` their features; lifted scores stay on ``model``'s
+    calibration and are flagged at its threshold."""
+    cs = clone(scorer) if scorer is not None else CampaignScorer()
+    cs.fit(features)
     evidence = account_evidence(compact, accounts)
     edges = link_accounts(compact, accounts, evidence=evidence, **(link_options or {}))
-    assignments, _ = find_campaigns(edges, account_scores["account_id"], min_weight=min_weight)
+    assignments, _ = find_campaigns(edges, account_scores["account_id"], min_weight=cs.min_weight)
     feats = campaign_features(assignments, account_scores, features, evidence, edges)
-    cs = (scorer or CampaignScorer()).fit(account_scores)
-    cal = calibrate or cs.calibrate
-    campaigns = cs.score(feats, calibrate=cal)
-    scored = apply_campaigns(
-        account_scores, assignments, campaigns, calibrate=cal, threshold=threshold
-    )
+    campaigns = cs.score(feats, model)
+    scored = apply_campaigns(account_scores, assignments, campaigns, model, scorer=cs)
     return CampaignResult(edges, assignments, campaigns, scored)

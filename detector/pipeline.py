@@ -1,0 +1,168 @@
+"""THE scoring pipeline, in memory: the one place where its stages are strung together.
+
+    events --fingerprint--> compact events --features--> one row per account
+           --score (with IP / key slices)--> account scores alone
+           --campaigns (link, group, score, lift members)--> final scores with reasons
+
+:func:`fit` trains a scorer; :func:`score` runs the stages on a window of events. The offline
+audit (:mod:`detector.audit`: files in, files out), the live service's rescoring and campaign
+passes (:mod:`service.rescoring`), the benchmarks and the tests all call these two functions,
+so a change to a stage is made once and reaches every flow.
+
+>>> from synthetic_logs.generate import generate
+>>> g = generate("demo", seed=3, scale=0.2)
+>>> model = fit(g.events, g.accounts)
+>>> result = score(g.events, model, g.accounts)
+>>> result.accounts.columns
+['account_id', 'score', 'raw_score', 'flagged', 'reasons', 'campaign_id']
+>>> set(result.accounts["account_id"]) == set(g.events["account_id"])
+True
+>>> result.campaigns is not None  # campaigns were detected over the whole window
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+
+import polars as pl
+from sklearn.base import clone
+
+from detector.campaigns.scoring import (
+    CampaignResult,
+    CampaignScorer,
+    apply_campaigns,
+    detect_campaigns,
+)
+from detector.features import account_features
+from detector.fingerprints import fingerprint_events
+from detector.models import DistillScorer
+from detector.subaccounts import score_with_slices
+from detector.window import Window
+
+Frame = pl.DataFrame | pl.LazyFrame
+
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_stage: str) -> None:
+    return None
+
+
+def is_fitted(model: DistillScorer) -> bool:
+    return hasattr(model, "reference_")
+
+
+@dataclass
+class Scored:
+    """What :func:`score` returns.
+
+    ``features``: one row per scored account (:data:`detector.features.FEATURES`);
+    ``alone``: ``account_id, score, raw_score, flagged, reasons`` — each account on its own
+    (lifted by its IP / key slices), before campaign evidence;
+    ``accounts``: the final scores, ``alone`` plus campaign evidence and ``campaign_id``;
+    ``campaigns``: the campaign detection of this pass (edges, assignments, summary), or None
+    when campaigns were off or applied from an earlier pass; ``model``: the scorer used
+    (fitted here when :func:`score` was given an unfitted one)."""
+
+    features: pl.DataFrame
+    alone: pl.DataFrame
+    accounts: pl.DataFrame
+    model: DistillScorer
+    campaigns: CampaignResult | None = None
+
+
+def compact_events(events: Frame) -> pl.DataFrame:
+    """Events as compact events (fingerprinted: hashes and markers, no raw text). Canonical
+    events are fingerprinted (a lazy frame on polars' streaming engine, so that raw prompt text
+    is never held whole); compact events pass through."""
+    lf = events.lazy()
+    if "prompt" not in lf.collect_schema().names():
+        return lf.collect() if isinstance(events, pl.LazyFrame) else events
+    return fingerprint_events(lf).collect(engine="streaming")
+
+
+def features(
+    compact: pl.DataFrame, accounts: pl.DataFrame | None = None, window: Window | None = None
+) -> pl.DataFrame:
+    """The features of every account in ``compact`` over ``window`` (default: the events'
+    own span)."""
+    if window is None:
+        return account_features(compact, accounts).collect()
+    return account_features(
+        compact,
+        accounts,
+        window_start=window.start,
+        window_end=window.end,
+        model_first_seen=window.model_first_seen,
+    ).collect()
+
+
+def fit(
+    events: Frame,
+    accounts: pl.DataFrame | None = None,
+    labels: pl.DataFrame | None = None,
+    scorer: DistillScorer | None = None,
+) -> DistillScorer:
+    """A scorer fitted on the accounts of ``events``: a clone of ``scorer`` (default
+    :class:`DistillScorer`), unsupervised, or with ``labels`` (``account_id, is_attack``)
+    when given."""
+    feats = features(compact_events(events), accounts)
+    return clone(scorer if scorer is not None else DistillScorer()).fit(feats, labels)
+
+
+def score(
+    events: Frame,
+    model: DistillScorer,
+    accounts: pl.DataFrame | None = None,
+    *,
+    only: Collection[str] | None = None,
+    window: Window | None = None,
+    campaigns: bool | pl.DataFrame = True,
+    campaign_scorer: CampaignScorer | None = None,
+    progress: Progress = _quiet,
+) -> Scored:
+    """Score the accounts of ``events`` (canonical or compact events of one window).
+
+    ``model``: a fitted scorer, or an unfitted one to fit (unsupervised) on these very
+    accounts first — the self-fit audit of a log with no model trained elsewhere.
+    ``only``: score just these accounts; the rest of ``events`` still defines the window (its
+    bounds and when each model first appeared), so their scores equal those of a pass over
+    every account. ``window`` overrides that context (default: :meth:`Window.of` ``events``).
+    ``campaigns``: True detects campaigns over all of ``events`` (and needs ``only=None``);
+    False scores accounts alone; a campaign table from an earlier pass (the ``campaigns``
+    summary of a :class:`CampaignResult`: ``campaign_id, members, lift, median_raw, score,
+    evidence``) applies that pass's campaigns to the accounts scored now, as the live service
+    does between campaign passes. ``progress`` is told each stage as it starts."""
+    if only is not None and campaigns is True:
+        raise ValueError("campaign detection needs every account: pass campaigns=False or a table")
+    compact = compact_events(events)
+    ctx = window if window is not None else Window.of(compact)
+    mine = compact
+    if only is not None:
+        ids = pl.Series("account_id", sorted(only), dtype=pl.String)
+        mine = compact.filter(pl.col("account_id").is_in(ids.implode()))
+    progress("computing account features")
+    feats = features(mine, accounts, ctx)
+    if not is_fitted(model):
+        progress("no trained model: fitting one on these accounts (unsupervised)")
+        model = clone(model).fit(feats)
+    progress("scoring accounts and their IP / key slices")
+    alone = score_with_slices(model, mine, feats, accounts, ctx)
+    if campaigns is True:
+        progress("linking accounts into campaigns")
+        found = detect_campaigns(compact, alone, feats, accounts, model, scorer=campaign_scorer)
+        return Scored(feats, alone, found.accounts, model, found)
+    if campaigns is False or campaigns.height == 0:
+        final = alone.with_columns(pl.lit(None, dtype=pl.String).alias("campaign_id"))
+        return Scored(feats, alone, final, model)
+    assignments = (
+        campaigns.select("campaign_id", pl.col("members").alias("account_id"))
+        .explode("account_id")
+        .join(alone.select("account_id"), on="account_id", how="semi")
+        .select("account_id", "campaign_id")
+    )
+    final = apply_campaigns(alone, assignments, campaigns, model, scorer=campaign_scorer)
+    return Scored(feats, alone, final, model)
