@@ -1,8 +1,10 @@
 """Accounts and their infrastructure: IP pools (residential, cloud, proxy ranges), user agents,
-and the optional account table (age, payment fingerprint, e-mail domain, country, tier)."""
+each request's API key, IP and user agent (:func:`draw_infrastructure`), and the optional account
+table (age, payment fingerprint, e-mail domain, country, tier)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 
 import numpy as np
@@ -11,6 +13,7 @@ import polars as pl
 from detector.io.schema import TS_DTYPE
 from synthetic_logs import text, vocab
 from synthetic_logs.calibration import categorical
+from synthetic_logs.columns import Coded
 from synthetic_logs.scenario import Group, Scenario
 
 # Cloud provider prefixes shared by many legitimate backends (and by attackers).
@@ -67,6 +70,8 @@ def _dec(values: np.ndarray) -> pl.Series:
 
 
 def user_agents(rng: np.random.Generator, kind: str, n: int) -> np.ndarray:
+    """``n`` user agents of a kind: popular (ordinary customers' mix), sdk (no browsers) or
+    browser (browsers six times as likely)."""
     uas = np.array(vocab.USER_AGENTS, dtype=object)
     w = np.array(vocab.USER_AGENT_WEIGHTS, dtype=float)
     is_browser = np.array([u.startswith("Mozilla") for u in vocab.USER_AGENTS])
@@ -90,9 +95,86 @@ def campaign_email_domains(sc: Scenario, group: Group, rng: np.random.Generator)
     ]
 
 
+@dataclass(frozen=True)
+class Infrastructure:
+    """Where each request comes from."""
+
+    api_key: Coded
+    ip: Coded
+    user_agent: Coded
+
+
+def draw_infrastructure(
+    group: Group, ev_acct: np.ndarray, mixed: np.ndarray, rng: np.random.Generator
+) -> Infrastructure:
+    """Each event's API key, IP and user agent, drawn in this order; ``ev_acct`` is the account
+    of each event, ``mixed`` marks a reseller's distilling end customer's requests."""
+    api_key = _api_keys(group, ev_acct, rng)
+    ip = _ips(group, ev_acct, mixed, rng)
+    ua = _event_user_agents(group, ev_acct, rng)
+    return Infrastructure(api_key=api_key, ip=ip, user_agent=ua)
+
+
+def _api_keys(group: Group, ev_acct: np.ndarray, rng: np.random.Generator) -> Coded:
+    """A few keys per account (1 + Poisson), each request on one of its account's keys."""
+    n_acc, n_ev = group.accounts, len(ev_acct)
+    n_keys_acc = 1 + rng.poisson(max(group.archetype.n_keys - 1, 0), n_acc)
+    key_of_ev = (rng.random(n_ev) * n_keys_acc[ev_acct]).astype(int)
+    key_seed = rng.integers(0, 2**40, n_acc)
+    # each account's keys built once, then gathered per event
+    key_start = np.concatenate([[0], np.cumsum(n_keys_acc)[:-1]])
+    key_acct = np.repeat(np.arange(n_acc), n_keys_acc)
+    key_num = key_seed[key_acct] * 64 + (np.arange(len(key_acct)) - key_start[key_acct])
+    key_pool = text.concat("key_", pl.Series(key_num.astype(np.int64)).cast(pl.String))
+    return Coded(key_start[ev_acct] + key_of_ev, key_pool)
+
+
+def _ips(group: Group, ev_acct: np.ndarray, mixed: np.ndarray, rng: np.random.Generator) -> Coded:
+    """Each account's own slice of IPs of the archetype's kind (a campaign's proxies from its
+    few /24 ranges; a NAT's accounts all share the same few IPs), one per request."""
+    arch = group.archetype
+    n_acc, n_ev = group.accounts, len(ev_acct)
+    ranges = None
+    if group.campaign or group.shared_network:
+        ranges = [
+            f"{rng.integers(45, 220)}.{rng.integers(0, 256)}.{rng.integers(0, 256)}"
+            for _ in range(max(1, group.ip_ranges))
+        ]
+    n_ips_acc = np.minimum(1 + rng.poisson(max(arch.n_ips - 1, 0), n_acc), 2000)
+    if group.shared_network and ranges:
+        ips = pl.Series([f"{r}.{rng.integers(1, 255)}" for r in ranges], dtype=pl.String)
+        pool_sizes = np.full(n_acc, len(ips))
+        pool_start = np.zeros(n_acc, dtype=np.int64)
+    else:
+        kind = "proxy" if arch.ip_kind == "proxy" and ranges else arch.ip_kind
+        ips = ip_pool(rng, kind, int(n_ips_acc.sum()), ranges)
+        pool_sizes = n_ips_acc
+        pool_start = np.concatenate([[0], np.cumsum(pool_sizes)[:-1]])
+    ip_idx = pool_start[ev_acct] + (rng.random(n_ev) * pool_sizes[ev_acct]).astype(np.int64)
+    if mixed.any():  # the distilling end customer sits behind the reseller's first IP
+        ip_idx[mixed] = pool_start[ev_acct[mixed]]
+    return Coded(ip_idx, ips)
+
+
+def _event_user_agents(group: Group, ev_acct: np.ndarray, rng: np.random.Generator) -> Coded:
+    """Two user agents per account (a campaign's members share two SDKs as their main one),
+    the main one on 85 % of its requests."""
+    arch = group.archetype
+    n_acc, n_ev = group.accounts, len(ev_acct)
+    acct_ua = user_agents(rng, arch.ua_kind, n_acc)
+    if group.campaign:
+        campaign_uas = user_agents(rng, "sdk", 2)
+        acct_ua = campaign_uas[rng.integers(0, 2, n_acc)]
+    ua_secondary = user_agents(rng, arch.ua_kind, n_acc)
+    ua_pool = pl.Series(np.concatenate([acct_ua, ua_secondary]).astype(str), dtype=pl.String)
+    return Coded(np.where(rng.random(n_ev) < 0.85, ev_acct, ev_acct + n_acc), ua_pool)
+
+
 def account_table(
     sc: Scenario, group: Group, rng: np.random.Generator, acct_ids: pl.Series
 ) -> pl.DataFrame:
+    """The optional account table: age (a campaign's accounts created in a burst), payment
+    fingerprint, e-mail domain, country and tier."""
     arch = group.archetype
     n = len(acct_ids)
     age_days = arch.account_age_days * np.exp(rng.normal(0, 0.7, n))
