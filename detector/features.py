@@ -12,12 +12,13 @@ only, never scored).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime
 
 import polars as pl
 
-from detector.fingerprints import fingerprint_events
+from detector.fingerprints import TOPICS, fingerprint_events
 from detector.io.schema import TS_DTYPE
 
 
@@ -30,6 +31,9 @@ class Feature:
     unit: str = ""  # how values read in reasons: "", "%", "/day", "h", "days", ...
     log: bool = False  # heavy-tailed count: models see log1p(value)
 
+
+N_TOPICS = len(TOPICS)  # every topic a compact event can carry (detector.fingerprints)
+HOURS_PER_DAY = 24
 
 FEATURES: tuple[Feature, ...] = (
     # ---- volume and timing
@@ -52,7 +56,7 @@ FEATURES: tuple[Feature, ...] = (
     Feature(
         "hour_entropy",
         "up",
-        "Shannon entropy of the hour-of-day histogram / log(24)",
+        f"Shannon entropy of the hour-of-day histogram / log({HOURS_PER_DAY})",
         "1.0 = traffic spread evenly over the day (24/7 automation); humans are diurnal",
     ),
     Feature(
@@ -203,7 +207,7 @@ FEATURES: tuple[Feature, ...] = (
     Feature(
         "topic_entropy",
         "up",
-        "Shannon entropy of the topic histogram / log(9)",
+        f"Shannon entropy of the topic histogram / log({N_TOPICS}) (the number of topics)",
         "evenly spread topics = systematic coverage",
     ),
     Feature(
@@ -308,7 +312,6 @@ FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
 FEATURE_BY_NAME: dict[str, Feature] = {f.name: f for f in FEATURES}
 SCORED_FEATURES: tuple[str, ...] = tuple(f.name for f in FEATURES if f.direction != "none")
 
-N_TOPICS = 9
 NEW_MODEL_GRACE_H = 1.0  # a model first seen within this long after window start is not "new"
 
 
@@ -435,9 +438,9 @@ def _grouped(events: pl.LazyFrame) -> pl.LazyFrame:
         .with_columns(
             (pl.col("__gaps").list.std() / pl.col("__gaps").list.mean()).alias("iat_cv"),
             pl.col("__gaps").list.median().alias("median_gap_s"),
-            _entropy("__hour_counts", 3.1780538303479458).alias("hour_entropy"),  # log(24)
+            _entropy("__hour_counts", math.log(HOURS_PER_DAY)).alias("hour_entropy"),
             pl.col("__topic_counts").list.len().cast(pl.Float64).alias("topic_breadth"),
-            _entropy("__topic_counts", 2.1972245773362196).alias("topic_entropy"),  # log(9)
+            _entropy("__topic_counts", math.log(N_TOPICS)).alias("topic_entropy"),
         )
     )
 

@@ -138,6 +138,8 @@ TOPIC_KEYWORDS: dict[str, tuple[str, ...]] = {
         " dog",
     ),
 }
+# Every value of a compact event's ``topic``: the keyword topics, then "other" (no keyword).
+TOPICS: tuple[str, ...] = (*TOPIC_KEYWORDS, "other")
 
 COMPACT_DROP = ("prompt", "system_prompt")
 # Raised whenever hash values change for the same text (1: polars hashes; 2: the compiled
@@ -212,8 +214,7 @@ def _topic(normalised: pl.Expr) -> pl.Expr:
 
 
 _KEYWORDS = tuple(_KEYWORD_TOPIC)
-_TOPICS = (*TOPIC_KEYWORDS, "other")
-_KEYWORD_TOPIC_INDEX = tuple(_TOPICS.index(_KEYWORD_TOPIC[k]) for k in _KEYWORDS)
+_KEYWORD_TOPIC_INDEX = tuple(TOPICS.index(_KEYWORD_TOPIC[k]) for k in _KEYWORDS)
 _FP_FIELDS = {
     "tmpl": pl.UInt64,
     "tmpl_tail": pl.UInt64,
@@ -226,7 +227,7 @@ _FP_FIELDS = {
 }
 _FP_DTYPE = pl.Struct(_FP_FIELDS)
 _SCRIPT_NAMES = pl.Series(SCRIPTS, dtype=pl.String)
-_TOPIC_NAMES = pl.Series(_TOPICS, dtype=pl.String)
+_TOPIC_NAMES = pl.Series(TOPICS, dtype=pl.String)
 
 
 def _fingerprint_batch(prompts: pl.Series) -> pl.Series:
@@ -234,7 +235,7 @@ def _fingerprint_batch(prompts: pl.Series) -> pl.Series:
     batch of the prompt column -> a struct Series of its outputs."""
     r = fingerprint_prompts(prompts, _KEYWORDS, _KEYWORD_TOPIC_INDEX, BENCH_MARKERS)
     topic = r["topic"].astype(np.int64)
-    topic[topic < 0] = len(_TOPICS) - 1
+    topic[topic < 0] = len(TOPICS) - 1
     return pl.DataFrame(
         {
             "tmpl": r["tmpl"],
