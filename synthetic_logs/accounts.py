@@ -16,6 +16,46 @@ from synthetic_logs.calibration import categorical
 from synthetic_logs.columns import Coded
 from synthetic_logs.scenario import Group, Scenario
 
+# User agents with their relative popularity among ordinary customers (browsers most common).
+# Every one of these is used by legitimate customers too.
+USER_AGENTS: tuple[tuple[str, int], ...] = (
+    ("OpenAI/Python 1.54.3", 14),
+    ("OpenAI/Python 1.40.0", 6),
+    ("OpenAI/Python 1.12.0", 2),
+    ("OpenAI/NodeJS/4.73.0", 9),
+    ("OpenAI/NodeJS/4.28.0", 3),
+    ("python-requests/2.32.3", 6),
+    ("python-requests/2.31.0", 3),
+    ("curl/8.5.0", 3),
+    ("axios/1.7.7", 4),
+    ("langchain-openai/0.2.9", 6),
+    ("litellm/1.52.0", 4),
+    ("llama-index/0.11.20", 2),
+    ("Go-http-client/2.0", 2),
+    ("okhttp/4.12.0", 2),
+    ("aiohttp/3.10.10", 3),
+    ("httpx/0.27.2", 3),
+    ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/130.0 Safari/537.36", 10),
+    ("Mozilla/5.0 (Macintosh; Intel Mac OS X 14_6) AppleWebKit/605.1.15 Safari/605.1.15", 8),
+    ("OpenAI/Java 0.8.1", 1),
+    ("anthropic-compat/0.3.1", 1),
+    ("Dart/3.5 (dart:io)", 1),
+    ("reqwest/0.12.8", 1),
+)
+EMAIL_DOMAINS = (
+    "gmail.com",
+    "outlook.com",
+    "yahoo.com",
+    "proton.me",
+    "icloud.com",
+    "qq.com",
+    "163.com",
+    "mail.ru",
+    "gmx.de",
+    "hotmail.com",
+)
+COUNTRIES = ("US", "GB", "DE", "FR", "IN", "BR", "JP", "CN", "SG", "CA", "ES", "RU", "KR", "NG")
+
 # Cloud provider prefixes shared by many legitimate backends (and by attackers).
 CLOUD_PREFIXES = tuple(
     f"{a}.{b}"
@@ -72,9 +112,9 @@ def _dec(values: np.ndarray) -> pl.Series:
 def user_agents(rng: np.random.Generator, kind: str, n: int) -> np.ndarray:
     """``n`` user agents of a kind: popular (ordinary customers' mix), sdk (no browsers) or
     browser (browsers six times as likely)."""
-    uas = np.array(vocab.USER_AGENTS, dtype=object)
-    w = np.array(vocab.USER_AGENT_WEIGHTS, dtype=float)
-    is_browser = np.array([u.startswith("Mozilla") for u in vocab.USER_AGENTS])
+    uas = np.array([ua for ua, _ in USER_AGENTS], dtype=object)
+    w = np.array([weight for _, weight in USER_AGENTS], dtype=float)
+    is_browser = np.array([ua.startswith("Mozilla") for ua, _ in USER_AGENTS])
     if kind == "sdk":
         w = np.where(is_browser, 0.0, w)
     elif kind == "browser":
@@ -187,9 +227,7 @@ def account_table(
         pool = rng.integers(0, 2**40, max(1, group.payment_pool if group.campaign else 1))
         pay = pool[rng.integers(0, len(pool), n)]
     payment = text.concat("pm_", pl.Series(pay).cast(pl.String))
-    domains = np.array(vocab.EMAIL_DOMAINS, dtype=object)[
-        rng.integers(0, len(vocab.EMAIL_DOMAINS), n)
-    ]
+    domains = np.array(EMAIL_DOMAINS, dtype=object)[rng.integers(0, len(EMAIL_DOMAINS), n)]
     company = rng.random(n) < (0.9 if arch.rate_per_day > 100 and not arch.is_attack else 0.3)
     own = np.array(
         [
@@ -204,7 +242,7 @@ def account_table(
         domains = np.where(rng.random(n) < 0.8, pool_d[rng.integers(0, len(pool_d), n)], domains)
     if group.shared_payment:
         domains[:] = domains[0]
-    country = np.array(vocab.COUNTRIES, dtype=object)[rng.integers(0, len(vocab.COUNTRIES), n)]
+    country = np.array(COUNTRIES, dtype=object)[rng.integers(0, len(COUNTRIES), n)]
     tiers = ("free", "tier1", "tier2", "tier3", "tier4", "tier5", "enterprise")
     tw = np.array([0.3, 0.25, 0.15, 0.1, 0.08, 0.07, 0.05])
     if arch.rate_per_day > 500:

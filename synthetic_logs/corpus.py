@@ -4,15 +4,24 @@ instructions, GSM8K and HumanEval items for distillers' and eval harnesses' payl
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from synthetic_logs import text
+
+@dataclass
+class Corpus:
+    """Optional real prompt text (from ``--corpus``) that replaces built-in pools."""
+
+    chat: pl.Series = field(default_factory=lambda: pl.Series([], dtype=pl.String))
+    instructions: pl.Series = field(default_factory=lambda: pl.Series([], dtype=pl.String))
+    math: pl.Series = field(default_factory=lambda: pl.Series([], dtype=pl.String))
+    code: pl.Series = field(default_factory=lambda: pl.Series([], dtype=pl.String))
 
 
-def load_corpus(corpus_dir: Path) -> text.Corpus:
+def load_corpus(corpus_dir: Path) -> Corpus:
     """Real prompt text from ``../shared/corpora`` (or a folder laid out like it)."""
     import gzip
     import json
@@ -55,7 +64,7 @@ def load_corpus(corpus_dir: Path) -> text.Corpus:
     instr = jsonl(ip_ / "self_instruct_seed_tasks.jsonl", "instruction") + jsonl(
         ip_ / "self_instruct_user_oriented.jsonl", "instruction"
     )
-    return text.Corpus(
+    return Corpus(
         chat=pl.Series(chat, dtype=pl.String),
         instructions=pl.Series(instr, dtype=pl.String),
         math=pl.Series(jsonl(bm / "gsm8k_train.jsonl", "question"), dtype=pl.String),

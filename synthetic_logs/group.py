@@ -21,9 +21,9 @@ import numpy as np
 import polars as pl
 
 from detector.io.schema import LABEL_SCHEMA
-from synthetic_logs import text
 from synthetic_logs.accounts import account_table, draw_infrastructure
 from synthetic_logs.columns import Coded, Column, ids, int_or_null
+from synthetic_logs.corpus import Corpus
 from synthetic_logs.parameters import (
     Outcome,
     Parameters,
@@ -37,7 +37,7 @@ from synthetic_logs.timing import Timeline, draw_timeline
 
 
 def generate_group(
-    sc: Scenario, group: Group, gi: int, rng: np.random.Generator, corpus: text.Corpus | None
+    sc: Scenario, group: Group, gi: int, rng: np.random.Generator, corpus: Corpus | None
 ) -> tuple[dict[str, Column], pl.DataFrame, pl.DataFrame]:
     """Group ``gi`` of ``sc``: its events (columns in time order), account rows and labels."""
     arch = group.archetype

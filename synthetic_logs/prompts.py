@@ -11,9 +11,12 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from synthetic_logs import calibration, text, vocab
+from synthetic_logs import builders, calibration, text, vocab
+from synthetic_logs.builders import Langs
 from synthetic_logs.columns import Coded
+from synthetic_logs.corpus import Corpus
 from synthetic_logs.scenario import Group
+from synthetic_logs.templates import fill_templates, resolve_static
 
 TEMPLATE_POOLS: dict[str, tuple[str, ...]] = {
     "app": vocab.APP_TEMPLATES,
@@ -25,21 +28,21 @@ TEMPLATE_POOLS: dict[str, tuple[str, ...]] = {
 """Content kinds whose accounts each use a few templates of their own, with a system prompt."""
 
 
-def draw_languages(group: Group, ev_acct: np.ndarray, rng: np.random.Generator) -> text.Langs:
+def draw_languages(group: Group, ev_acct: np.ndarray, rng: np.random.Generator) -> Langs:
     """One language per account (the group's mix, else the archetype's), for each event."""
     langs = group.languages or group.archetype.languages
     lang_p = np.array(list(langs.values()), dtype=float)
     acct_lang = calibration.categorical(rng, lang_p, group.accounts)
-    return text.Langs(tuple(langs), acct_lang[ev_acct])
+    return Langs(tuple(langs), acct_lang[ev_acct])
 
 
 def draw_prompts(
     group: Group,
     ev_acct: np.ndarray,
     pos: np.ndarray,
-    lang: text.Langs,
+    lang: Langs,
     mixed: np.ndarray,
-    corpus: text.Corpus | None,
+    corpus: Corpus | None,
     rng: np.random.Generator,
 ) -> tuple[Coded, Coded]:
     """Each event's prompt and system prompt. ``ev_acct``: the account of each event, ``pos``:
@@ -54,37 +57,39 @@ def _archetype_texts(
     group: Group,
     ev_acct: np.ndarray,
     pos: np.ndarray,
-    lang: text.Langs,
-    corpus: text.Corpus | None,
+    lang: Langs,
+    corpus: Corpus | None,
     rng: np.random.Generator,
 ) -> tuple[Coded, Coded]:
     """Per-event prompt and system prompt of the archetype's content kind."""
     arch = group.archetype
     n = len(ev_acct)
-    cot = text.cot_suffix(rng, lang, arch.cot_rate)
+    cot = builders.cot_suffix(rng, lang, arch.cot_rate)
     system: Coded | None = None
     pieces: text.Pieces
     if arch.content == "chat":
-        pieces = text.wrap(text.chat_pieces(rng, lang, pos, corpus), after=[cot])
+        pieces = text.wrap(builders.chat_pieces(rng, lang, pos, corpus), after=[cot])
     elif arch.content in TEMPLATE_POOLS:
         pieces = _account_template_pieces(group, ev_acct, corpus, rng)
         pieces = text.wrap(pieces, after=[cot])
         system = _account_system_prompts(group, ev_acct, rng)
     elif arch.content in ("payload", "eval"):
         if arch.is_attack:
-            templates = text.campaign_headers(rng, arch.n_templates)
+            templates = builders.campaign_headers(rng, arch.n_templates)
             pieces = _payload_pieces(
                 rng, templates, n, lang, arch.payload_mix, corpus, arch.cot_rate
             )
         else:
-            pieces = text.wrap(text.payload_pieces(rng, n, arch.payload_mix, corpus), after=[cot])
+            pieces = text.wrap(
+                builders.payload_pieces(rng, n, arch.payload_mix, corpus), after=[cot]
+            )
     elif arch.content == "rubric":
         tmpl = list(vocab.RUBRIC_TEMPLATES)
-        pieces = text.fill_templates(
+        pieces = fill_templates(
             rng,
             tmpl,
             rng.integers(0, len(tmpl), n),
-            text=text.payload_source({"instruction": 0.5, "math": 0.5}, corpus),
+            text=builders.payload_source({"instruction": 0.5, "math": 0.5}, corpus),
             text2=text.filler_source(12),
         )
         pieces = text.wrap(pieces, after=[cot])
@@ -92,10 +97,10 @@ def _archetype_texts(
         tmpl = list(vocab.REWRITE_TEMPLATES)
 
         def body(rng: np.random.Generator, m: int) -> text.Pieces:
-            instr = text.payload_pieces(rng, m, {"instruction": 1.0}, corpus)
+            instr = builders.payload_pieces(rng, m, {"instruction": 1.0}, corpus)
             return text.wrap(instr, after=[" ", *text.filler_parts(rng, m, 10)])
 
-        pieces = text.fill_templates(rng, tmpl, rng.integers(0, len(tmpl), n), text=body)
+        pieces = fill_templates(rng, tmpl, rng.integers(0, len(tmpl), n), text=body)
     elif arch.content == "probe":
         # extraction probes: short prompts, one token back, logprobs/logit_bias sweeps
         pieces = [(None, [text.gather(rng, text.pools().probe, n)])]
@@ -103,8 +108,8 @@ def _archetype_texts(
         raise ValueError(f"archetype {arch.name}: unknown content kind {arch.content!r}")
     if system is None and arch.system_prompt_rate > 0:
         use_sys = rng.random(n) < arch.system_prompt_rate
-        generic = pl.Series([None, *text.GENERIC_SYSTEM_PROMPTS], dtype=pl.String)
-        k_sys = rng.integers(0, len(text.GENERIC_SYSTEM_PROMPTS), n)
+        generic = pl.Series([None, *vocab.GENERIC_SYSTEM_PROMPTS], dtype=pl.String)
+        k_sys = rng.integers(0, len(vocab.GENERIC_SYSTEM_PROMPTS), n)
         system = Coded(np.where(use_sys, 1 + k_sys, 0), generic)
     if system is None:
         system = Coded.const(None, n)
@@ -112,7 +117,7 @@ def _archetype_texts(
 
 
 def _account_template_pieces(
-    group: Group, ev_acct: np.ndarray, corpus: text.Corpus | None, rng: np.random.Generator
+    group: Group, ev_acct: np.ndarray, corpus: Corpus | None, rng: np.random.Generator
 ) -> text.Pieces:
     """Each account uses ``n_templates`` templates of its own (its organisation's name
     resolved), filled per event (agents: with agentic task payloads)."""
@@ -121,12 +126,11 @@ def _account_template_pieces(
     pool = TEMPLATE_POOLS[arch.content]
     k = max(1, arch.n_templates)
     acct_templates = [
-        text.resolve_static(pool[int(j)], rng, ("org",))
-        for j in rng.integers(0, len(pool), n_acc * k)
+        resolve_static(pool[int(j)], rng, ("org",)) for j in rng.integers(0, len(pool), n_acc * k)
     ]
     tmpl_idx = ev_acct * k + rng.integers(0, k, n)
-    body = text.payload_source({"agent": 1.0}, corpus) if arch.content == "agent" else None
-    return text.fill_templates(rng, acct_templates, tmpl_idx, body)
+    body = builders.payload_source({"agent": 1.0}, corpus) if arch.content == "agent" else None
+    return fill_templates(rng, acct_templates, tmpl_idx, body)
 
 
 def _account_system_prompts(group: Group, ev_acct: np.ndarray, rng: np.random.Generator) -> Coded:
@@ -135,11 +139,11 @@ def _account_system_prompts(group: Group, ev_acct: np.ndarray, rng: np.random.Ge
     n_acc = group.accounts
     sys_pool = vocab.APP_SYSTEM_PROMPTS
     if group.shared_system_prompt:
-        shared = text.resolve_static(sys_pool[int(rng.integers(0, len(sys_pool)))], rng, ("org",))
+        shared = resolve_static(sys_pool[int(rng.integers(0, len(sys_pool)))], rng, ("org",))
         acct_sys = [shared] * n_acc
     else:
         acct_sys = [
-            text.resolve_static(sys_pool[int(j)], rng, ("org",))
+            resolve_static(sys_pool[int(j)], rng, ("org",))
             for j in rng.integers(0, len(sys_pool), n_acc)
         ]
     return Coded(ev_acct, pl.Series(acct_sys, dtype=pl.String))
@@ -149,18 +153,18 @@ def _payload_pieces(
     rng: np.random.Generator,
     templates: list[tuple[str, str]],
     n: int,
-    lang: text.Langs,
+    lang: Langs,
     mix: dict[str, float],
-    corpus: text.Corpus | None,
+    corpus: Corpus | None,
     cot_rate: float,
 ) -> text.Pieces:
     """Distiller-style prompts: a campaign header + payload + (often) a CoT request."""
     heads = pl.Series([h for h, _ in templates], dtype=pl.String)
     foots = pl.Series([f.replace("{lang_name}", "English") for _, f in templates], dtype=pl.String)
     which = rng.integers(0, len(templates), n)
-    cot = text.cot_suffix(rng, lang, cot_rate)
+    cot = builders.cot_suffix(rng, lang, cot_rate)
     return text.wrap(
-        text.payload_pieces(rng, n, mix, corpus),
+        builders.payload_pieces(rng, n, mix, corpus),
         before=[heads.gather(which)],
         after=[foots.gather(which), cot],
     )
@@ -169,14 +173,14 @@ def _payload_pieces(
 def _with_distiller_prompts(
     prompt: Coded,
     mixed: np.ndarray,
-    lang: text.Langs,
-    corpus: text.Corpus | None,
+    lang: Langs,
+    corpus: Corpus | None,
     rng: np.random.Generator,
 ) -> Coded:
     """``prompt`` with the ``mixed`` rows replaced by a distiller's maths and code payloads
     behind four campaign headers, nearly all asking for reasoning."""
     rows_mixed, rows_own = np.flatnonzero(mixed), np.flatnonzero(~mixed)
-    templates = text.campaign_headers(rng, 4)
+    templates = builders.campaign_headers(rng, 4)
     attack = _payload_pieces(
         rng,
         templates,

@@ -8,8 +8,6 @@ separates distillers is how much, how uniformly, across how many accounts — co
 
 from __future__ import annotations
 
-LANGUAGES = ("en", "zh", "es", "de", "fr", "ru", "ja", "pt")
-
 # --------------------------------------------------------------------------- chat (humans)
 OPENERS: dict[str, tuple[str, ...]] = {
     "en": (
@@ -229,6 +227,15 @@ FOLLOW_UPS = (
     "what would you change?",
 )
 
+# --------------------------------------------------------------------------- system prompts
+# what any archetype's requests may carry as a system prompt (Archetype.system_prompt_rate)
+GENERIC_SYSTEM_PROMPTS = (
+    "You are a helpful assistant.",
+    "You are ChatGPT, a helpful assistant.",
+    "Answer accurately.",
+    "You are a senior engineer.",
+)
+
 # --------------------------------------------------------------------------- apps and batch
 APP_SYSTEM_PROMPTS = (
     "You are a helpful customer support assistant for {org}. Answer politely and concisely.",
@@ -306,6 +313,11 @@ NAMES = (
 )
 
 # --------------------------------------------------------------------------- benchmark / eval
+# the first word of self-instruct-like tasks
+INSTRUCTION_VERBS = ("Write", "Explain", "Describe", "Generate", "List", "Classify", "Summarize")
+# starts of the short prompts of logit extraction probes
+PROBE_STARTS = ("The", "A", "In", "Once", "Token", "Q:", "Hello", "Translate:")
+
 MC_SUBJECTS = (
     "high school biology",
     "college physics",
@@ -452,68 +464,3 @@ REWRITE_TEMPLATES = (
     "Rewrite this answer to remove anything harmful while staying helpful: {text}",
     "Paraphrase the following response in a safer, more neutral tone: {text}",
 )
-
-# User agents: every one of these is used by legitimate customers too.
-USER_AGENTS = (
-    "OpenAI/Python 1.54.3",
-    "OpenAI/Python 1.40.0",
-    "OpenAI/Python 1.12.0",
-    "OpenAI/NodeJS/4.73.0",
-    "OpenAI/NodeJS/4.28.0",
-    "python-requests/2.32.3",
-    "python-requests/2.31.0",
-    "curl/8.5.0",
-    "axios/1.7.7",
-    "langchain-openai/0.2.9",
-    "litellm/1.52.0",
-    "llama-index/0.11.20",
-    "Go-http-client/2.0",
-    "okhttp/4.12.0",
-    "aiohttp/3.10.10",
-    "httpx/0.27.2",
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/130.0 Safari/537.36",
-    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_6) AppleWebKit/605.1.15 Safari/605.1.15",
-    "OpenAI/Java 0.8.1",
-    "anthropic-compat/0.3.1",
-    "Dart/3.5 (dart:io)",
-    "reqwest/0.12.8",
-)
-# Relative popularity of USER_AGENTS among ordinary customers (browser-based ones most common).
-USER_AGENT_WEIGHTS = (
-    14,
-    6,
-    2,
-    9,
-    3,
-    6,
-    3,
-    3,
-    4,
-    6,
-    4,
-    2,
-    2,
-    2,
-    3,
-    3,
-    10,
-    8,
-    1,
-    1,
-    1,
-    1,
-)
-
-EMAIL_DOMAINS = (
-    "gmail.com",
-    "outlook.com",
-    "yahoo.com",
-    "proton.me",
-    "icloud.com",
-    "qq.com",
-    "163.com",
-    "mail.ru",
-    "gmx.de",
-    "hotmail.com",
-)
-COUNTRIES = ("US", "GB", "DE", "FR", "IN", "BR", "JP", "CN", "SG", "CA", "ES", "RU", "KR", "NG")
