@@ -106,6 +106,7 @@ def ip_pool(rng: np.random.Generator, kind: str, n: int, ranges: list[str] | Non
 
 
 def _dec(values: np.ndarray) -> pl.Series:
+    """Integers as decimal strings."""
     return pl.Series(values).cast(pl.String)
 
 

@@ -41,15 +41,16 @@ def generate_group(
 ) -> tuple[dict[str, Column], pl.DataFrame, pl.DataFrame]:
     """Group ``gi`` of ``sc``: its events (columns in time order), account rows and labels."""
     arch = group.archetype
-    acct_ids = ids(rng, "acct_", group.accounts)
-    tl = draw_timeline(sc, group, rng)
-    lang = draw_languages(group, tl.ev_acct, rng)
+    acct_ids = ids(rng, "acct_", group.accounts)  # 1. accounts
+    tl = draw_timeline(sc, group, rng)  # 2. timing
+    lang = draw_languages(group, tl.ev_acct, rng)  # 3. routing
     model, endpoint = draw_routing(sc, arch, tl, rng)
-    params = draw_parameters(arch, tl, rng)
+    params = draw_parameters(arch, tl, rng)  # 4. parameters and outcome
     outcome = draw_outcome(arch, params, rng)
-    infra = draw_infrastructure(group, tl.ev_acct, params.mixed, rng)
-    conversation = _conversations(group, tl, rng)
+    infra = draw_infrastructure(group, tl.ev_acct, params.mixed, rng)  # 5. infrastructure
+    conversation = _conversations(group, tl, rng)  # 6. conversations and prompt text
     prompt, system_prompt = draw_prompts(group, tl.ev_acct, tl.pos, lang, params.mixed, corpus, rng)
+    # 7. assembly
     events: dict[str, Column] = {
         "ts": np.int64(sc.start.timestamp() * 1e6) + (tl.t * 1e6).astype(np.int64),
         "account_id": Coded(tl.ev_acct, acct_ids),

@@ -69,6 +69,7 @@ def draw_routing(
 
 
 def _model_weights(k: int) -> np.ndarray:
+    """Weights 1, 1/2, ..., 1/k, normalised."""
     w = 1.0 / np.arange(1, k + 1)
     return w / w.sum()
 

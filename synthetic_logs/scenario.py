@@ -46,6 +46,9 @@ class ScenarioError(ValueError):
 
 @dataclass(frozen=True)
 class Group:
+    """A scenario's ``[[group]]``: accounts of one archetype (overrides applied) and how they
+    are linked (a campaign, a shared NAT, payment method or system prompt)."""
+
     archetype: Archetype
     accounts: int
     campaign: str | None = None
@@ -61,6 +64,8 @@ class Group:
 
 @dataclass(frozen=True)
 class Scenario:
+    """A scenario file: its window, models and groups of accounts."""
+
     name: str
     start: datetime
     days: float
@@ -73,10 +78,12 @@ class Scenario:
 
     @property
     def n_accounts(self) -> int:
+        """Accounts over all groups."""
         return sum(g.accounts for g in self.groups)
 
 
 def builtin_names() -> list[str]:
+    """Names of the built-in scenarios."""
     return sorted(p.stem for p in BUILTIN_DIR.glob("*.toml"))
 
 
@@ -102,6 +109,8 @@ def load_scenario(name_or_path: str | Path, scale: float = 1.0) -> Scenario:
 def parse_scenario(
     data: dict[str, Any], source: str = "<scenario>", scale: float = 1.0
 ) -> Scenario:
+    """A scenario from its TOML ``data``; errors name ``source`` and the key at fault."""
+
     def fail(key: str, msg: str) -> ScenarioError:
         return ScenarioError(f"{source}: {key}: {msg}")
 

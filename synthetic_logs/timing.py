@@ -37,6 +37,7 @@ class Timeline:
 
     @property
     def n_events(self) -> int:
+        """Events in the group."""
         return len(self.t)
 
 

@@ -238,6 +238,7 @@ def _number(value: Any, integer: bool) -> int | float:
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    """A TOML file's tables; invalid TOML raises :class:`ArchetypeError` naming the file."""
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
