@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+from scipy.stats import binom
 
 from detector import pipeline
 from detector.campaigns.scoring import CampaignResult
@@ -65,23 +66,23 @@ def audit(
     *,
     campaigns: bool = True,
     with_time_to_detect: bool = False,
+    target_fpr: float | None = None,
     progress: Progress = _noop,
 ) -> AuditResult:
     """Score every account of the logs with ``model`` (default: one fitted on these logs,
     unsupervised) through :func:`detector.pipeline.score`, and write the outputs. Logs are
     scanned lazily and fingerprinted on polars' streaming engine: only the compact events
-    (hashes, markers and request metadata) are held in memory."""
+    (hashes, markers and request metadata) are held in memory. ``target_fpr`` flags at another
+    false-positive rate than the model's own."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     progress("reading, validating and fingerprinting logs")
     compact = pipeline.compact_events(read_events(log_paths))
-    result = pipeline.score(
-        compact,
-        model if model is not None else DistillScorer(),
-        accounts,
-        campaigns=campaigns,
-        progress=progress,
-    )
+    if model is None:
+        model = DistillScorer() if target_fpr is None else DistillScorer(target_fpr=target_fpr)
+    elif target_fpr is not None:
+        model = model.with_target_fpr(target_fpr)
+    result = pipeline.score(compact, model, accounts, campaigns=campaigns, progress=progress)
     model, feats, found = result.model, result.features, result.campaigns
     table = (
         result.accounts.join(feats, on="account_id", how="left")
@@ -97,6 +98,7 @@ def audit(
         "n_campaigns": found.campaigns.height if found is not None else None,
         "threshold": model.threshold_,
         "target_fpr": model.target_fpr,
+        "calibration": calibration_summary(result, labels),
         "model": model.info(),
         "inputs": [str(p) for p in expand_paths(log_paths)],
     }
@@ -120,6 +122,54 @@ def audit(
     progress("writing results")
     paths = write_outputs(out, table, summary, labels, found)
     return AuditResult(table, summary, paths, found.campaigns if found is not None else None)
+
+
+def calibration_summary(result: pipeline.Scored, labels: pl.DataFrame | None) -> dict[str, Any]:
+    """What the flag threshold promises on this log, and, with labels, what it kept.
+
+    ``expected_normal_flagged``: the target rate times the accounts the pipeline takes for
+    normal (every account but the members of suspicious campaigns), with a 95 % binomial
+    interval — an upper estimate, since attackers left among them push the threshold up.
+    ``note``: set when the reference is too small to check the target rate against data."""
+    model = result.model
+    f = float(model.target_fpr)
+    lifted = result.campaigns.lifted().len() if result.campaigns is not None else 0
+    n_normal = max(result.accounts.height - lifted, 0)
+    lo, hi = (int(v) for v in binom.interval(0.95, n_normal, f)) if n_normal else (0, 0)
+    out: dict[str, Any] = {
+        "target_fpr": f,
+        "threshold": float(model.threshold_),
+        "reference": model.reference_kind_,
+        "n_reference": model.n_reference_,
+        "resolvable_fpr": model.resolvable_fpr(),
+        "expected_normal_flagged": {"estimate": f * n_normal, "interval_95": [lo, hi]},
+        "note": small_reference_note(model),
+    }
+    if labels is not None:
+        normal = result.accounts.join(
+            labels.filter(~pl.col("is_attack")).select("account_id"), on="account_id"
+        )
+        count = int(normal["flagged"].sum())
+        out["measured_normal_flagged"] = {
+            "count": count,
+            "of": normal.height,
+            "rate": count / normal.height if normal.height else None,
+        }
+    return out
+
+
+def small_reference_note(model: DistillScorer) -> str | None:
+    """One line when the model's reference is too small for its target false-positive rate."""
+    f, n = float(model.target_fpr), int(model.n_reference_)
+    if n + 1 >= 1.0 / f:
+        return None
+    honour = next(r for r in (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5) if r * (n + 1) >= 1)
+    return (
+        f"only {n:,} reference accounts: the smallest false-positive rate they can resolve is "
+        f"{100 / (n + 1):.2g} %, so the {100 * f:g} % threshold is extrapolated, not measured. "
+        f"Audit with --model trained on a log of at least {int(1 / f):,} accounts, or pass "
+        f"--target-fpr {honour:g}; the ranking holds either way."
+    )
 
 
 def write_outputs(

@@ -1,10 +1,12 @@
 """Evaluation against ground-truth labels: ranking metrics, recall at fixed false-positive rates,
 per-archetype recall / false-positive rate, and time-to-detect.
 
-``recall_at_fpr`` ranks by the uncalibrated ``raw_score`` and places the threshold at the
-(1 - fpr) quantile of the *normal* accounts' scores in the evaluated data, so it measures the
-ranking itself; ``by_archetype`` uses the model's own ``flagged`` decision (its calibrated
-threshold), which is what an analyst would see.
+Everything is read from the 0-100 ``score`` a user sees (strictly increasing in the raw score,
+so rankings are the raw score's). ``recall_at_fpr`` places the threshold at the (1 - fpr)
+quantile of the *normal* accounts' scores in the evaluated data, so it measures the ranking
+itself; ``flagged_*`` and ``by_archetype`` use the model's own ``flagged`` decision (its
+calibrated threshold), which is what an analyst sees, and ``by_archetype`` also the rates at
+those label-derived thresholds.
 """
 
 from __future__ import annotations
@@ -39,10 +41,10 @@ def recall_at_fpr(y: np.ndarray, raw: np.ndarray, fpr: float) -> float:
 
 
 def metrics(scores: pl.DataFrame, labels: pl.DataFrame) -> dict[str, Any]:
-    """Metrics of ``scores`` (account_id, raw_score, flagged) against ``labels``."""
+    """Metrics of ``scores`` (account_id, score, flagged) against ``labels``."""
     df = _labelled(scores, labels)
     y = df["is_attack"].to_numpy().astype(bool)
-    raw = df["raw_score"].to_numpy().astype(float)
+    raw = df["score"].to_numpy().astype(float)
     flagged = df["flagged"].to_numpy().astype(bool)
     both = bool(y.any() and (~y).any())
     out: dict[str, Any] = {
@@ -54,9 +56,16 @@ def metrics(scores: pl.DataFrame, labels: pl.DataFrame) -> dict[str, Any]:
         "flagged_recall": float(flagged[y].mean()) if y.any() else None,
         "flagged_fp_rate": float(flagged[~y].mean()) if (~y).any() else None,
     }
+    neg = raw[~y]
+    cuts = {
+        str(f): float(np.quantile(neg, 1.0 - f, method="higher")) if len(neg) else np.inf
+        for f in FPR_LEVELS
+    }
     by: dict[str, dict[str, Any]] = {}
     per = df.group_by("archetype", "is_attack").agg(
-        pl.len().alias("n"), pl.col("flagged").mean().alias("rate")
+        pl.len().alias("n"),
+        pl.col("flagged").mean().alias("rate"),
+        *[(pl.col("score") > c).mean().alias(f"at_{f}") for f, c in cuts.items()],
     )
     for row in per.sort("archetype").iter_rows(named=True):
         key = "recall" if row["is_attack"] else "fp_rate"
@@ -64,6 +73,7 @@ def metrics(scores: pl.DataFrame, labels: pl.DataFrame) -> dict[str, Any]:
             "kind": "attack" if row["is_attack"] else "normal",
             "n": int(row["n"]),
             key: float(row["rate"]),
+            "at_fpr": {f: float(row[f"at_{f}"]) for f in cuts},
         }
     out["by_archetype"] = by
     return out
@@ -145,7 +155,7 @@ def campaign_metrics(
       members in one found campaign;
     - ``recall_without`` / ``recall_with``: recall of all attackers, and
       ``member_recall_*`` of members of true multi-account campaigns, at ``fpr`` (threshold
-      from the normals' raw scores, as :func:`detector.evaluate.recall_at_fpr`);
+      from the normals' scores, as :func:`detector.evaluate.recall_at_fpr`);
     - ``normals_lifted`` / ``normals_newly_flagged``: normal accounts whose score the campaign
       evidence raised, and that it pushed into the flagged range."""
     lab = labels.select("account_id", "is_attack", "campaign_id").join(
@@ -178,9 +188,9 @@ def campaign_metrics(
     detected = int((share["best"].fill_null(0) * 2 > share["size"]).sum())
 
     def recalls(scores: pl.DataFrame) -> tuple[float, float]:
-        d = lab.join(scores.select("account_id", "raw_score"), on="account_id")
+        d = lab.join(scores.select("account_id", "score"), on="account_id")
         y = d["is_attack"].to_numpy().astype(bool)
-        raw = d["raw_score"].to_numpy().astype(np.float64)
+        raw = d["score"].to_numpy().astype(np.float64)
         member = d["in_campaign"].to_numpy().astype(bool)
         keep = member | ~y
         return recall_at_fpr(y, raw, fpr), recall_at_fpr(y[keep], raw[keep], fpr)

@@ -21,19 +21,24 @@ self, learned state ends in ``_``; higher score = more suspicious):
 3. **Optional supervised model** when labels are given: scikit-learn's
    HistGradientBoostingClassifier on the raw features; its log-odds, standardised, are averaged
    with the unsupervised score.
-4. **Calibration**: ``score = 100 * F(raw)``, with F the empirical CDF of raw scores on the
-   reference population: the labelled normal accounts when labels are given; without labels,
-   the training accounts minus the ``contamination`` share that scores highest (pyod's
-   convention: an unlabelled log holds some attackers, and calibrating on them would put the
-   threshold among the attackers).
-   So ``score >= 99`` reads as "in the top 1 % of the reference population", and the flag
-   threshold for a target false-positive rate f is ``100 * (1 - f)``.
+4. **Calibration** (:class:`detector.calibration.TailCalibrator`): ``score = 100 * (1 - S(raw))``
+   with ``S`` the estimated share of the *reference population* scoring at least ``raw`` —
+   its empirical distribution in the bulk and a fitted exponential tail at the top, so that
+   the score keeps rising (and ranking) past the highest reference account. The reference is
+   the labelled normal accounts when labels are given; without labels, every training account
+   (:meth:`DistillScorer.fit`), which :func:`detector.pipeline.fit` then narrows to the
+   accounts that are not members of suspicious campaigns (:meth:`DistillScorer.set_reference`).
+   Solo attackers left in an unlabelled reference can only raise the threshold: the promise
+   "``score >= 99.9`` = top 0.1 % of normal traffic" then errs towards fewer false positives.
+   The flag threshold for a target false-positive rate f is ``100 * (1 - f)``.
 5. **Reasons**: the features with the largest one-sided deviations, with the account's value
    against the population's median and 90th percentile, in words.
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import importlib.metadata
 import math
 from datetime import UTC, datetime
@@ -45,10 +50,11 @@ import numpy as np
 import polars as pl
 from sklearn.base import BaseEstimator, clone
 
+from detector.calibration import TailCalibrator
 from detector.features import FEATURE_BY_NAME, SCORED_FEATURES, Feature
 
 MODEL_FORMAT = "distillguard-scorer"
-MODEL_FORMAT_VERSION = 1
+MODEL_FORMAT_VERSION = 2  # 2: tail calibration (TailCalibrator)
 EPS = 1e-9
 
 
@@ -158,8 +164,8 @@ class DistillScorer(BaseEstimator):
     n_reasons: reasons given at most per account.
     reason_min_deviation: a feature is a reason only this many robust spreads (or more) on its
         suspicious side of the reference median.
-    contamination: without labels, the share of highest-scoring training accounts left out of
-        the calibration reference.
+    calibrator: the raw -> 0-100 calibration (cloned at fit); None: a default
+        :class:`detector.calibration.TailCalibrator`.
     random_state: seed.
 
     >>> from synthetic_logs.generate import generate
@@ -187,7 +193,7 @@ class DistillScorer(BaseEstimator):
         features: tuple[str, ...] = SCORED_FEATURES,
         n_reasons: int = 3,
         reason_min_deviation: float = 2.0,
-        contamination: float = 0.05,
+        calibrator: TailCalibrator | None = None,
         random_state: int = 0,
     ) -> None:
         self.target_fpr = target_fpr
@@ -201,7 +207,7 @@ class DistillScorer(BaseEstimator):
         self.features = features
         self.n_reasons = n_reasons
         self.reason_min_deviation = reason_min_deviation
-        self.contamination = contamination
+        self.calibrator = calibrator
         self.random_state = random_state
 
     # ------------------------------------------------------------------ transforms
@@ -240,9 +246,11 @@ class DistillScorer(BaseEstimator):
             )
         x = self._matrix(features)
         ref = ~y if (use_labels and y is not None) else np.ones(len(x), dtype=bool)
-        xr = x[ref]
+        # a feature no reference account has (no account table, nobody sets logit_bias):
+        # centred on 0 with unit scale, and no typical value to quote
+        empty = np.isnan(x[ref]).all(axis=0)
+        xr = np.where(empty[None, :], 0.0, x[ref])
         self.median_ = np.nanmedian(xr, axis=0)
-        self.median_ = np.where(np.isnan(self.median_), 0.0, self.median_)
         q1, q3 = np.nanpercentile(xr, [25, 75], axis=0)
         scale = (q3 - q1) / 1.349
         std = np.nanstd(xr, axis=0)
@@ -251,9 +259,10 @@ class DistillScorer(BaseEstimator):
         self.sign_ = np.array(
             [1.0 if FEATURE_BY_NAME[f].direction == "up" else -1.0 for f in self.features]
         )
-        raw_x = features.select(self.features).to_numpy().astype(np.float64)
-        self.p50_ = np.nanmedian(raw_x[ref], axis=0)
-        self.p90_ = np.nanpercentile(raw_x[ref], 90, axis=0)
+        raw_x = np.where(empty[None, :], 0.0, features.select(self.features).to_numpy())
+        raw_x = raw_x.astype(np.float64)
+        self.p50_ = np.where(empty, np.nan, np.nanmedian(raw_x[ref], axis=0))
+        self.p90_ = np.where(empty, np.nan, np.nanpercentile(raw_x[ref], 90, axis=0))
 
         d = self._deviations(x)
         unknown = sorted(set(self.detectors) - {"hbos", "capped_sum", "iforest"})
@@ -285,15 +294,23 @@ class DistillScorer(BaseEstimator):
             s_spread = float(np.percentile(sup[ref], 75) - np.percentile(sup[ref], 25))
             self.sup_scale_ = s_spread if s_spread > EPS else 1.0
             raw = 0.5 * unsup + 0.5 * (sup - self.sup_center_) / self.sup_scale_
-        if not (use_labels and y is not None):
-            cut = np.quantile(raw, 1.0 - self.contamination) if self.contamination > 0 else np.inf
-            ref = raw <= cut
-        self.reference_ = np.sort(raw[ref])
         self.threshold_ = 100.0 * (1.0 - self.target_fpr)
         self.n_train_ = len(x)
-        self.n_reference_ = int(ref.sum())
         self.supervised_ = self.classifier_ is not None
         self.trained_at_ = datetime.now(UTC).isoformat(timespec="seconds")
+        self.reference_kind_ = "labelled normal accounts" if use_labels else "all accounts"
+        return self.set_reference(raw[ref])
+
+    def set_reference(self, raw: np.ndarray, kind: str | None = None) -> Self:
+        """(Re)learn the calibration from the raw scores of the reference population — the
+        accounts taken for normal (``kind`` describes them for the summary)."""
+        self.calibrator_ = (
+            clone(self.calibrator) if self.calibrator is not None else TailCalibrator()
+        ).fit(raw)
+        self.n_reference_ = int(self.calibrator_.n_reference_)
+        self.reference_max_ = float(np.max(raw))
+        if kind is not None:
+            self.reference_kind_ = kind
         return self
 
     def _new_classifier(self) -> Any:
@@ -330,15 +347,31 @@ class DistillScorer(BaseEstimator):
         return np.asarray(0.5 * unsup + 0.5 * sup)
 
     def calibrate(self, raw: np.ndarray) -> np.ndarray:
-        """Raw scores -> 0-100: the share of the reference population scoring lower."""
-        ref = self.reference_
-        n = len(ref)
-        rank = np.searchsorted(ref, raw, side="right")
-        # interpolate inside the reference range; above its maximum, approach 100
-        score = 100.0 * rank / (n + 1)
-        above = raw > ref[-1]
-        score[above] = 100.0 * (1.0 - 0.5 / (n + 1))
-        return np.round(score, 3)
+        """Raw scores -> 0-100: ``100 * (1 - S(raw))``, S the estimated share of the reference
+        population scoring at least as high (strictly increasing, never saturating)."""
+        return self.calibrator_.transform(np.asarray(raw, dtype=np.float64))
+
+    def with_target_fpr(self, target_fpr: float) -> DistillScorer:
+        """A copy of this fitted scorer that flags at another false-positive rate."""
+        if not 0.0 < target_fpr < 1.0:
+            raise ValueError(f"target_fpr must be in (0, 1), got {target_fpr}")
+        twin = copy.deepcopy(self)
+        twin.target_fpr = target_fpr
+        twin.threshold_ = 100.0 * (1.0 - target_fpr)
+        return twin
+
+    def calibration_sha1(self) -> str | None:
+        """A digest of the learned calibration: equal digests, equal scores for equal raw."""
+        cal = getattr(self, "calibrator_", None)
+        if cal is None:
+            return None
+        tail = np.array([cal.tail_start_, cal.tail_share_, cal.tail_sigma_, cal.low_sigma_])
+        parts = (cal.values_, cal.cdf_, tail)
+        return hashlib.sha1(b"".join(np.ascontiguousarray(p).tobytes() for p in parts)).hexdigest()
+
+    def resolvable_fpr(self) -> float:
+        """The smallest false-positive rate this model's reference can check against data."""
+        return float(self.calibrator_.resolvable_fpr())
 
     def score(self, features: pl.DataFrame) -> pl.DataFrame:
         """``account_id, score, raw_score, flagged, reasons`` for each row of ``features``."""
@@ -384,6 +417,7 @@ class DistillScorer(BaseEstimator):
             "trained_at": getattr(self, "trained_at_", None),
             "n_train": getattr(self, "n_train_", None),
             "n_reference": getattr(self, "n_reference_", None),
+            "reference": getattr(self, "reference_kind_", None),
             "supervised": getattr(self, "supervised_", None),
             "target_fpr": self.target_fpr,
             "threshold": getattr(self, "threshold_", None),
@@ -391,7 +425,7 @@ class DistillScorer(BaseEstimator):
         }
 
     def save(self, path: str | Path) -> Path:
-        if not hasattr(self, "reference_"):
+        if not hasattr(self, "calibrator_"):
             raise RuntimeError("fit the scorer before saving it")
         envelope = {
             **self.info(),

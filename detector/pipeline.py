@@ -33,7 +33,8 @@ from detector.campaigns.scoring import (
     CampaignResult,
     CampaignScorer,
     apply_campaigns,
-    detect_campaigns,
+    link_campaigns,
+    score_campaigns,
 )
 from detector.features import account_features
 from detector.fingerprints import fingerprint_events
@@ -45,6 +46,9 @@ Frame = pl.DataFrame | pl.LazyFrame
 
 
 Progress = Callable[[str], None]
+# a self-fitted model's calibration reference is narrowed to the accounts outside suspicious
+# campaigns, and the campaigns rescored on it, until the campaigns' members stop changing
+MAX_REFERENCE_ROUNDS = 4
 
 
 def _quiet(_stage: str) -> None:
@@ -52,7 +56,7 @@ def _quiet(_stage: str) -> None:
 
 
 def is_fitted(model: DistillScorer) -> bool:
-    return hasattr(model, "reference_")
+    return hasattr(model, "calibrator_")
 
 
 @dataclass
@@ -107,10 +111,15 @@ def fit(
     scorer: DistillScorer | None = None,
 ) -> DistillScorer:
     """A scorer fitted on the accounts of ``events``: a clone of ``scorer`` (default
-    :class:`DistillScorer`), unsupervised, or with ``labels`` (``account_id, is_attack``)
-    when given."""
-    feats = features(compact_events(events), accounts)
-    return clone(scorer if scorer is not None else DistillScorer()).fit(feats, labels)
+    :class:`DistillScorer`), with ``labels`` (``account_id, is_attack``) when given — its
+    calibration reference is then the labelled normal accounts. Without labels the whole
+    pipeline runs on the log, campaigns included, and the calibration reference is every
+    account that is not a member of a suspicious campaign (see :func:`score`)."""
+    unfitted = clone(scorer if scorer is not None else DistillScorer())
+    compact = compact_events(events)
+    if labels is not None:
+        return unfitted.fit(features(compact, accounts), labels)
+    return score(compact, unfitted, accounts).model
 
 
 def score(
@@ -127,7 +136,12 @@ def score(
     """Score the accounts of ``events`` (canonical or compact events of one window).
 
     ``model``: a fitted scorer, or an unfitted one to fit (unsupervised) on these very
-    accounts first — the self-fit audit of a log with no model trained elsewhere.
+    accounts first — the self-fit audit of a log with no model trained elsewhere. A self-fitted
+    model's calibration reference (the accounts taken for normal) starts as every account;
+    with campaigns, the members that suspicious campaigns lift are then left out of it and the
+    campaigns rescored, until the members stop changing (at most
+    :data:`MAX_REFERENCE_ROUNDS` times): a hydra of hundreds of accounts would otherwise make
+    its own members look ordinary.
     ``only``: score just these accounts; the rest of ``events`` still defines the window (its
     bounds and when each model first appeared), so their scores equal those of a pass over
     every account. ``window`` overrides that context (default: :meth:`Window.of` ``events``).
@@ -146,14 +160,29 @@ def score(
         mine = compact.filter(pl.col("account_id").is_in(ids.implode()))
     progress("computing account features")
     feats = features(mine, accounts, ctx)
-    if not is_fitted(model):
+    self_fit = not is_fitted(model)
+    if self_fit:
         progress("no trained model: fitting one on these accounts (unsupervised)")
         model = clone(model).fit(feats)
     progress("scoring accounts and their IP / key slices")
     alone = score_with_slices(model, mine, feats, accounts, ctx)
     if campaigns is True:
         progress("linking accounts into campaigns")
-        found = detect_campaigns(compact, alone, feats, accounts, model, scorer=campaign_scorer)
+        links = link_campaigns(compact, alone["account_id"], accounts, scorer=campaign_scorer)
+        found = score_campaigns(links, alone, feats, model, scorer=campaign_scorer)
+        left_out: set[str] = set()
+        for _ in range(MAX_REFERENCE_ROUNDS if self_fit else 0):
+            lifted = set(found.lifted().to_list())
+            if lifted == left_out:
+                break  # the reference already leaves out exactly these members
+            left_out = lifted
+            keep = feats.filter(~pl.col("account_id").is_in(sorted(lifted)))
+            model.set_reference(
+                model.raw_score(keep),
+                kind=f"accounts not in suspicious campaigns ({len(lifted)} members left out)",
+            )
+            alone = score_with_slices(model, mine, feats, accounts, ctx)
+            found = score_campaigns(links, alone, feats, model, scorer=campaign_scorer)
         return Scored(feats, alone, found.accounts, model, found)
     if campaigns is False or campaigns.height == 0:
         final = alone.with_columns(pl.lit(None, dtype=pl.String).alias("campaign_id"))

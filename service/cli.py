@@ -161,11 +161,18 @@ def train(
         )
     except (EventSchemaError, FileNotFoundError, ValueError) as exc:
         raise _fail(str(exc)) from None
+    from detector.audit import small_reference_note
+
     info = model.info()
     console.print(
         f"model -> {out} ({info['n_train']:,} accounts, supervised={info['supervised']}, "
-        f"threshold {info['threshold']:.1f})"
+        f"calibrated on {info['n_reference']:,} {info['reference']}, "
+        f"threshold {info['threshold']:.1f})",
+        highlight=False,
     )
+    note = small_reference_note(model)
+    if note:
+        console.print(f"[yellow]warning:[/] {note}", highlight=False)
 
 
 def _run_audit(
@@ -176,6 +183,7 @@ def _run_audit(
     accounts: Path | None,
     time_to_detect: bool,
     campaigns: bool = True,
+    target_fpr: float | None = None,
 ) -> AuditResult:
     """Load what the options name and audit; input errors become a clear exit 2."""
     from detector.audit import audit as do_audit
@@ -192,6 +200,7 @@ def _run_audit(
             acc,
             campaigns=campaigns,
             with_time_to_detect=time_to_detect,
+            target_fpr=target_fpr,
             progress=_stage_printer(),
         )
     except (EventSchemaError, FileNotFoundError, ValueError, ModelLoadError) as exc:
@@ -214,10 +223,14 @@ def audit(
     campaigns: Annotated[
         bool, typer.Option(help="Link accounts into campaigns and score those too.")
     ] = True,
+    target_fpr: Annotated[
+        float | None,
+        typer.Option(help="False-positive rate to flag at (default: the model's, 0.001)."),
+    ] = None,
 ) -> None:
     """Score every account in the logs; write accounts.parquet/.csv, campaigns.parquet,
     summary.json and report.html."""
-    result = _run_audit(logs, out, model, labels, accounts, time_to_detect, campaigns)
+    result = _run_audit(logs, out, model, labels, accounts, time_to_detect, campaigns, target_fpr)
     print_audit(result, top)
     console.print(f"report: {result.paths['report']}")
 
@@ -281,22 +294,47 @@ def print_metrics(m: dict[str, Any]) -> None:
 
 
 def print_audit(result: AuditResult, top: int) -> None:
+    from detector.calibration import score_text
+
     table, summary = result.accounts, result.summary
     flagged = table.filter(pl.col("flagged"))
+    cal = summary["calibration"]
+    expected = cal["expected_normal_flagged"]
     console.print(
         f"{summary['n_accounts']:,} accounts, {summary['n_events']:,} events: "
-        f"{summary['n_flagged']:,} flagged (score >= {summary['threshold']:.1f})",
+        f"{summary['n_flagged']:,} flagged (score >= {score_text(cal['threshold'])}: the top "
+        f"{100 * cal['target_fpr']:g} % of the {cal['n_reference']:,} reference accounts, "
+        f"{cal['reference']}); normal accounts expected among them: at most about "
+        f"{expected['estimate']:.1f} (95 % interval {expected['interval_95'][0]}-"
+        f"{expected['interval_95'][1]})",
         highlight=False,
     )
-    tbl = Table(title=f"top {min(top, flagged.height)} flagged accounts", show_lines=True)
+    if cal.get("measured_normal_flagged"):
+        m = cal["measured_normal_flagged"]
+        console.print(
+            f"against the labels: {m['count']} of {m['of']:,} normal accounts flagged "
+            f"({100 * (m['rate'] or 0):.2f} %, target {100 * cal['target_fpr']:g} %)",
+            highlight=False,
+        )
+    if cal.get("note"):
+        console.print(f"[yellow]note:[/] {cal['note']}", highlight=False)
+    # the flagged accounts first; when fewer than `top` are flagged (a small log), the highest
+    # scores after them, so that the ranking is there to read either way
+    shown = table.head(max(top, 0))
+    title = (
+        f"top {shown.height} flagged accounts"
+        if flagged.height >= shown.height
+        else f"top {shown.height} accounts by score ({flagged.height} flagged)"
+    )
+    tbl = Table(title=title, show_lines=True)
     tbl.add_column("account")
     tbl.add_column("score", justify="right")
     tbl.add_column("campaign")
     tbl.add_column("reasons")
-    for row in flagged.head(top).iter_rows(named=True):
+    for row in shown.iter_rows(named=True):
         tbl.add_row(
-            row["account_id"],
-            f"{row['score']:.2f}",
+            row["account_id"] + ("" if row["flagged"] else "\n(not flagged)"),
+            score_text(row["score"]),
             row["campaign_id"] or "—",
             "\n".join(r.split(" — ")[0] for r in row["reasons"])
             or "(combination of moderate signals)",
@@ -310,7 +348,7 @@ def print_audit(result: AuditResult, top: int) -> None:
         for row in camps.sort("score", descending=True).head(top).iter_rows(named=True):
             ctbl.add_row(
                 row["campaign_id"],
-                f"{row['score']:.1f}",
+                score_text(row["score"]),
                 str(row["n_members"]),
                 "\n".join(row["evidence"]),
             )

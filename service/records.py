@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -162,10 +161,5 @@ def model_identity(model: DistillScorer) -> dict[str, Any]:
     info = model.info()
     out = {k: info.get(k) for k in ("trained_at", "n_train", "threshold", "features")}
     out["detectors"] = list(getattr(model, "detectors", ()))
-    reference = getattr(model, "reference_", None)
-    out["reference_sha1"] = (
-        hashlib.sha1(np.ascontiguousarray(reference).tobytes()).hexdigest()
-        if reference is not None
-        else None
-    )
+    out["reference_sha1"] = model.calibration_sha1()
     return out

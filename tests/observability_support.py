@@ -9,7 +9,6 @@ import re
 import shutil
 import subprocess
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ import httpx
 import typer.main
 import yaml
 
-from detector.features import account_features
+from detector import pipeline
 from detector.models import DistillScorer
 from service.cli import app as cli_app
 from service.replay import replay
@@ -241,10 +240,7 @@ class Stack:
 def train_model(out: Path) -> tuple[DistillScorer, Path]:
     """A scorer fitted on a small generated day (no account table, as the service scores)."""
     train = generate("demo", seed=1, scale=0.3)
-    feats = account_features(train.events).collect()
-    with warnings.catch_warnings():  # account_age_days is all-null without an account table
-        warnings.simplefilter("ignore", RuntimeWarning)
-        model = DistillScorer(target_fpr=0.02).fit(feats)
+    model = pipeline.fit(train.events, scorer=DistillScorer(target_fpr=0.02))
     return model, model.save(out / "model.joblib")
 
 

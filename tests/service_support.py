@@ -12,7 +12,6 @@ import sys
 import tempfile
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,7 +22,7 @@ import polars as pl
 import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
 
-from detector.features import account_features
+from detector import pipeline
 from detector.models import DistillScorer
 from service.main import create_app
 from service.settings import Settings, StateConfig
@@ -46,11 +45,8 @@ def scenario(seed: int) -> Generated:
 @functools.cache
 def model_path(detectors: tuple[str, ...] = ("hbos", "capped_sum")) -> Path:
     """A scorer fitted (unsupervised) on the training seed, saved to a temporary file."""
-    train = scenario(TRAIN_SEED)
-    feats = account_features(train.events).collect()
-    with warnings.catch_warnings():  # account_age_days is all-null without an account table
-        warnings.simplefilter("ignore", RuntimeWarning)
-        model = DistillScorer(target_fpr=0.02, detectors=detectors).fit(feats)
+    train = scenario(TRAIN_SEED)  # no account table, as the service scores by default
+    model = pipeline.fit(train.events, scorer=DistillScorer(target_fpr=0.02, detectors=detectors))
     out = Path(tempfile.mkdtemp(prefix="dg-model-")) / "model.joblib"
     return model.save(out)
 

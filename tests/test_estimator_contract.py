@@ -19,6 +19,7 @@ import polars as pl
 import pytest
 from sklearn.base import BaseEstimator, clone
 
+from detector.calibration import TailCalibrator
 from detector.campaigns.scoring import CampaignScorer
 from detector.features import FEATURE_BY_NAME, FEATURE_NAMES, SCORED_FEATURES
 from detector.models import DistillScorer, HistogramDetector
@@ -103,6 +104,14 @@ CASES = [
         lambda est, x: est.decision_function(x),
         lambda: _matrix(200, 2),
         lambda: np.array([[8.0, -8.0, 8.0]]),
+    ),
+    Case(
+        "TailCalibrator",
+        lambda: TailCalibrator(),
+        lambda: np.random.default_rng(1).normal(size=2000),
+        lambda est, x: est.transform(x),
+        lambda: np.random.default_rng(2).normal(size=500),
+        lambda: np.array([9.0]),
     ),
     Case(
         "CampaignScorer",

@@ -10,7 +10,13 @@ import polars as pl
 import pytest
 
 from detector.features import FEATURE_NAMES
-from detector.models import MODEL_FORMAT, DistillScorer, HistogramDetector, ModelLoadError
+from detector.models import (
+    MODEL_FORMAT,
+    MODEL_FORMAT_VERSION,
+    DistillScorer,
+    HistogramDetector,
+    ModelLoadError,
+)
 
 
 def population(n: int, seed: int) -> pl.DataFrame:
@@ -26,7 +32,7 @@ def test_estimator_contract() -> None:
     assert not [k for k in vars(m) if k.endswith("_")]  # __init__ stores parameters only
     assert m.fit(population(500, 1)) is m
     learned = [k for k in vars(m) if k.endswith("_")]
-    assert {"reference_", "threshold_", "median_", "scale_"} <= set(learned)
+    assert {"calibrator_", "threshold_", "median_", "scale_"} <= set(learned)
 
 
 @pytest.mark.parametrize("n_bins", [5, 20])
@@ -67,7 +73,7 @@ def test_higher_is_more_suspicious_and_direction_matters() -> None:
 
 
 def test_calibration_reads_as_fpr() -> None:
-    m = DistillScorer(contamination=0.0).fit(population(4000, 1))
+    m = DistillScorer().fit(population(4000, 1))  # the reference: every training account
     s = m.score(population(4000, 2))["score"].to_numpy()
     assert abs(float((s >= 99).mean()) - 0.01) < 0.006
     assert abs(float((s >= 90).mean()) - 0.10) < 0.025
@@ -95,7 +101,7 @@ def test_save_load_roundtrip_and_errors(tmp_path: Path) -> None:
     joblib.dump(env, tmp_path / "old.joblib")
     with pytest.raises(ModelLoadError, match="format version 999 is not supported"):
         DistillScorer.load(tmp_path / "old.joblib")
-    env["format_version"] = 1
+    env["format_version"] = MODEL_FORMAT_VERSION
     env["features"] = ["no_such_feature"]
     joblib.dump(env, tmp_path / "feat.joblib")
     with pytest.raises(ModelLoadError, match="no_such_feature"):

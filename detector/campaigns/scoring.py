@@ -13,14 +13,16 @@ component of at least ``min_size`` accounts is a campaign with an opaque, determ
 **Campaign score** (0-100, on the *account* scale). Let ``m`` be the median raw score of the
 members and ``S`` their median calibrated score. A campaign is *suspicious* when its typical
 member is already unusual on its own: its strength ``pi = clip((S - gate) / (full - gate), 0,
-1)`` (by default 0 below the 97th percentile of the reference population, 1 from the 99.5th).
+1)`` (by default 0 below the 95th percentile of the reference population, 1 from the 99th).
 Its evidence adds ``b = lift * pi * log2(n)`` to the raw score (more members with the same
 unusual profile, linked by shared infrastructure, is stronger evidence; campaigns under
 ``min_size`` add nothing). The campaign score is the calibrated ``m + b``: the score its typical
 member gets once the campaign is counted.
 
 **Members.** In a suspicious campaign a member that scores at least ``member_floor`` (90) on
-its own gets raw score ``max(raw, m) + b`` (guilt by association plus the campaign's evidence),
+its own gets raw score ``raw + b`` if ``raw >= m``, else ``m - 0.1 (m - raw) + b`` (guilt by
+association: drawn most of the way to the typical member, keeping the members' order, plus
+the campaign's evidence),
 re-read through the same calibration, with the campaign as first reason. Every other account
 keeps its score, so "score >= t reads as a false-positive rate of 1 - t/100 on the reference
 population" still holds outside suspicious campaigns. A legitimate group (a company behind one
@@ -47,6 +49,8 @@ from detector.campaigns.linkage import (
     link_accounts,
 )
 
+# a lifted member below its campaign's median keeps this share of its distance to it
+SHRINK = 0.1
 HEADLINE_KINDS = ("tmpl", "system_prompt", "ip_prefix", "ip", "payment", "email_domain")
 
 
@@ -108,8 +112,8 @@ class CampaignScorer(BaseEstimator):
 
     def __init__(
         self,
-        gate: float = 97.0,
-        full: float = 99.5,
+        gate: float = 95.0,
+        full: float = 99.0,
         lift: float = 0.5,
         min_size: int = 3,
         member_floor: float = 90.0,
@@ -198,7 +202,7 @@ def apply_campaigns(
     *,
     scorer: CampaignScorer | None = None,
 ) -> pl.DataFrame:
-    """Members of lifting campaigns: ``raw = max(raw, campaign median) + lift``, re-read
+    """Members of lifting campaigns: raised towards the campaign median, plus its lift, re-read
     through ``model``'s calibration, the campaign first among their reasons; ``campaign_id``
     filled for every member; flagged at ``model``'s threshold.
 
@@ -217,9 +221,13 @@ def apply_campaigns(
     df = base.join(assignments.select("account_id", "campaign_id"), on="account_id", how="left")
     df = df.join(camp, on="campaign_id", how="left")
     lifted = (pl.col("__lift").fill_null(0.0) > 0) & (pl.col("score") >= member_floor)
+    # members below the campaign's median are drawn most of the way up to it (guilt by
+    # association), keeping their order so that no two lifted members tie
+    below = pl.col("raw_score") < pl.col("__m")
+    drawn = pl.when(below).then(pl.col("__m") + SHRINK * (pl.col("raw_score") - pl.col("__m")))
     new_raw = (
         pl.when(lifted)
-        .then(pl.max_horizontal("raw_score", "__m") + pl.col("__lift"))
+        .then(drawn.otherwise(pl.col("raw_score")) + pl.col("__lift"))
         .otherwise(pl.col("raw_score"))
     )
     df = df.with_columns(new_raw.alias("__raw"), lifted.alias("__lifted"))
@@ -247,11 +255,66 @@ def apply_campaigns(
 
 
 @dataclass
+class Links:
+    """What linkage found, before any score: it depends on the events alone, so a pipeline
+    that recalibrates scores links once and scores campaigns again."""
+
+    evidence: pl.DataFrame  # account_id, kind, value (account_evidence)
+    edges: pl.DataFrame  # src, dst, weight, evidence
+    assignments: pl.DataFrame  # account_id, campaign_id (null: in no campaign)
+
+
+@dataclass
 class CampaignResult:
     edges: pl.DataFrame  # src, dst, weight, evidence
     assignments: pl.DataFrame  # account_id, campaign_id
     campaigns: pl.DataFrame  # the campaign summary (CampaignScorer.score)
     accounts: pl.DataFrame  # account scores with campaign evidence and campaign_id
+
+    def lifted(self) -> pl.Series:
+        """Ids of the accounts whose score the campaign evidence raised."""
+        first = self.accounts["reasons"].list.first().fill_null("")
+        return self.accounts.filter(first.str.starts_with("member of campaign"))["account_id"]
+
+
+def link_campaigns(
+    compact: pl.LazyFrame | pl.DataFrame,
+    account_ids: pl.Series,
+    accounts: pl.DataFrame | None,
+    *,
+    scorer: CampaignScorer | None = None,
+    link_options: dict[str, Any] | None = None,
+) -> Links:
+    """Evidence, weighted edges and campaign assignments of ``account_ids`` (the accounts of
+    ``compact``): :func:`account_evidence`, :func:`link_accounts`, :func:`find_campaigns`."""
+    min_weight = (scorer if scorer is not None else CampaignScorer()).min_weight
+    evidence = account_evidence(compact, accounts)
+    edges = link_accounts(compact, accounts, evidence=evidence, **(link_options or {}))
+    assignments, _ = find_campaigns(edges, account_ids, min_weight=min_weight)
+    return Links(evidence, edges, assignments)
+
+
+def score_campaigns(
+    links: Links,
+    account_scores: pl.DataFrame,
+    features: pl.DataFrame,
+    model: Calibrated,
+    *,
+    scorer: CampaignScorer | None = None,
+) -> CampaignResult:
+    """Describe and score the linked campaigns and raise their members' scores.
+
+    ``account_scores`` are the scores of the linked accounts on their own (with their slices)
+    by ``model``; ``features`` their features; lifted scores stay on ``model``'s calibration
+    and are flagged at its threshold."""
+    cs = clone(scorer) if scorer is not None else CampaignScorer()
+    cs.fit(features)
+    feats = campaign_features(
+        links.assignments, account_scores, features, links.evidence, links.edges
+    )
+    campaigns = cs.score(feats, model)
+    scored = apply_campaigns(account_scores, links.assignments, campaigns, model, scorer=cs)
+    return CampaignResult(links.edges, links.assignments, campaigns, scored)
 
 
 def detect_campaigns(
@@ -264,17 +327,9 @@ def detect_campaigns(
     scorer: CampaignScorer | None = None,
     link_options: dict[str, Any] | None = None,
 ) -> CampaignResult:
-    """Link, group, describe and score campaigns, and raise their members' scores.
-
-    ``account_scores`` are the scores of the accounts of ``compact`` on their own (with their
-    slices) by ``model``; ``features`` their features; lifted scores stay on ``model``'s
-    calibration and are flagged at its threshold."""
-    cs = clone(scorer) if scorer is not None else CampaignScorer()
-    cs.fit(features)
-    evidence = account_evidence(compact, accounts)
-    edges = link_accounts(compact, accounts, evidence=evidence, **(link_options or {}))
-    assignments, _ = find_campaigns(edges, account_scores["account_id"], min_weight=cs.min_weight)
-    feats = campaign_features(assignments, account_scores, features, evidence, edges)
-    campaigns = cs.score(feats, model)
-    scored = apply_campaigns(account_scores, assignments, campaigns, model, scorer=cs)
-    return CampaignResult(edges, assignments, campaigns, scored)
+    """Link, group, describe and score campaigns, and raise their members' scores
+    (:func:`link_campaigns` then :func:`score_campaigns`)."""
+    links = link_campaigns(
+        compact, account_scores["account_id"], accounts, scorer=scorer, link_options=link_options
+    )
+    return score_campaigns(links, account_scores, features, model, scorer=scorer)
