@@ -20,6 +20,7 @@ import polars as pl
 from jinja2 import Environment
 
 __all__ = ["render_report", "write_report"]
+from detector.calibration import score_reading, score_text
 from detector.report.plots import (
     C_ATTACK,
     C_NORMAL,
@@ -143,6 +144,17 @@ def _metric_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
+def _score(value: Any) -> str:
+    """A score with the decimals it needs to differ from its neighbours (99.9731)."""
+    v = _as_float(value)
+    return "—" if v is None else score_text(v)
+
+
+def _reading(value: Any) -> str:
+    v = _as_float(value)
+    return "" if v is None else score_reading(v)
+
+
 def _flagged_rows(accounts: pl.DataFrame, has_labels: bool) -> tuple[list[dict[str, Any]], int]:
     flagged = accounts.filter(pl.col("flagged").fill_null(False))
     top = flagged.sort(["score", "account_id"], descending=[True, False], nulls_last=True).head(
@@ -162,7 +174,8 @@ def _flagged_rows(accounts: pl.DataFrame, has_labels: bool) -> tuple[list[dict[s
             {
                 "rank": rank,
                 "account_id": str(rec["account_id"]),
-                "score": _fmt(_as_float(rec.get("score"))),
+                "score": _score(rec.get("score")),
+                "reading": _reading(rec.get("score")),
                 "campaign": rec.get("campaign_id"),
                 "reasons": _str_list(rec.get("reasons")),
                 "truth": truth,
@@ -191,7 +204,7 @@ def _campaign_rows(campaigns: pl.DataFrame) -> tuple[list[dict[str, Any]], list[
         rows.append(
             {
                 "campaign_id": cid,
-                "score": _fmt(_as_float(rec.get("score"))),
+                "score": _score(rec.get("score")),
                 "n_members": _fmt(int(n_members) if n_members is not None else len(members)),
                 "evidence": _str_list(rec.get("evidence")),
                 "members": members[:MAX_MEMBERS_SHOWN],
@@ -318,7 +331,7 @@ summary { cursor:pointer; color:var(--muted); font-size:13px; }
 <tbody>
 {%- for r in flagged_rows %}
 <tr><td class="num">{{ r.rank }}</td><td class="id">{{ r.account_id }}</td>
-<td class="num">{{ r.score }}</td>
+<td class="num">{{ r.score }}<br><small>{{ r.reading }}</small></td>
 <td>{% if r.campaign %}<span class="id">{{ r.campaign }}</span>
 {%- else %}<span class="muted">—</span>{% endif %}</td>
 {%- if has_labels %}
