@@ -8,8 +8,16 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from detector.features import FEATURE_NAMES, FEATURES, account_features
-from detector.fingerprints import fingerprint_events
+from detector.features import (
+    FEATURE_NAMES,
+    FEATURES,
+    N_TOPICS,
+    Example,
+    Feature,
+    account_features,
+)
+from detector.fingerprints import TOPIC_KEYWORDS, TOPICS, fingerprint_events
+from synthetic_logs.generate import Generated
 from tests.test_fingerprints import make_events
 
 
@@ -20,9 +28,46 @@ def test_every_feature_is_documented() -> None:
     assert len(set(FEATURE_NAMES)) == len(FEATURE_NAMES)
 
 
+def test_a_feature_finishing_an_aggregation_names_it() -> None:
+    with pytest.raises(ValueError, match="'__' name"):
+        Feature(
+            "x",
+            "up",
+            "f",
+            "w",
+            agg=pl.col("ts").min(),
+            finish=pl.col("ts"),
+            example=Example(({},), 0.0),
+        )
+    with pytest.raises(ValueError, match="canonical column"):
+        Example(({"logprob": True},), 1.0)
+
+
+def test_entropy_normalisers_come_from_their_source() -> None:
+    """Requests spread evenly over every topic of the topic table, or over the hours of the
+    day, have entropy 1: the normalisers are log(number of topics) and log(24)."""
+    prompts: list[str | None] = [f"about {ks[0]}today" for ks in TOPIC_KEYWORDS.values()]
+    prompts.append("hello there")
+    topical = make_events(prompts)
+    assert sorted(fingerprint_events(topical).collect()["topic"]) == sorted(TOPICS)
+    a = account_features(topical).collect().row(0, named=True)
+    assert a["topic_breadth"] == N_TOPICS == len(TOPICS)
+    assert a["topic_entropy"] == pytest.approx(1.0, rel=1e-12)
+    t0 = datetime(2026, 11, 1, tzinfo=UTC)
+    hourly = make_events(["hi"] * 24, ts=[t0 + timedelta(hours=h) for h in range(24)])
+    a = account_features(hourly).collect().row(0, named=True)
+    assert a["active_hours"] == 24.0
+    assert a["hour_entropy"] == pytest.approx(1.0, rel=1e-12)
+
+
 def test_exact_values() -> None:
     t0 = datetime(2026, 11, 1, tzinfo=UTC)
-    prompts = ["Header X. task one", "Header X. task two", "Other thing entirely here", "hi"]
+    prompts: list[str | None] = [
+        "Header X. task one",
+        "Header X. task two",
+        "Other thing entirely here",
+        "hi",
+    ]
     ev = make_events(
         prompts,
         ts=[t0, t0 + timedelta(hours=1), t0 + timedelta(hours=2), t0 + timedelta(days=2)],
@@ -81,7 +126,7 @@ def test_order_repetition_and_conversation_features_on_unsorted_events() -> None
     assert a["template_reuse"] == pytest.approx(1 - compact["tmpl"].n_unique() / 5)
 
 
-def test_event_order_does_not_change_features(demo_small) -> None:  # type: ignore[no-untyped-def]
+def test_event_order_does_not_change_features(demo_small: Generated) -> None:
     compact = fingerprint_events(demo_small.events).collect()
     shuffled = compact.sample(fraction=1.0, shuffle=True, seed=3)
     assert_frame_equal(
@@ -98,19 +143,19 @@ def test_account_age_null_without_account_table() -> None:
     assert f.columns == ["account_id", *FEATURE_NAMES]
 
 
-def test_subset_with_model_first_seen_equals_full_window(demo_small) -> None:  # type: ignore[no-untyped-def]
+def test_subset_with_model_first_seen_equals_full_window(demo_small: Generated) -> None:
     """The live service scores only some accounts' events: with the window's model first-seen
     times passed in, their features equal those computed on the whole window."""
     ev = demo_small.events
     some = ev["account_id"].unique().sort().head(40)
     full = account_features(ev).collect().filter(pl.col("account_id").is_in(some.implode()))
-    lo, hi = ev["ts"].min(), ev["ts"].max()
+    lo, hi = ev.select(pl.col("ts").min().alias("lo"), pl.col("ts").max().alias("hi")).row(0)
     first = ev.group_by("model").agg(pl.col("ts").min().alias("first_ts"))
     part = account_features(
         ev.filter(pl.col("account_id").is_in(some.implode())),
         window_start=lo,
         window_end=hi,
-        model_first_seen=first,  # type: ignore[arg-type]
+        model_first_seen=first,
     ).collect()
     # equal up to float summation order (entropy of value counts): 1e-12 relative
     assert_frame_equal(part, full, rel_tol=1e-12, abs_tol=1e-12)
