@@ -58,6 +58,9 @@ def _distinct(col: str, *, nulls: bool = True) -> pl.Expr:
     return values.n_unique().cast(pl.Float64)
 
 
+ROOMY_MAX_TOKENS = 16  # a cap above this leaves room for an answer
+
+
 def _one_in(requests: int, **given: object) -> tuple[dict[str, object], ...]:
     """Example ``requests``: the first with the ``given`` columns, the others plain."""
     return (dict(given), *({} for _ in range(requests - 1)))
@@ -171,11 +174,26 @@ FEATURES: tuple[Feature, ...] = (
     Feature(
         "max_tokens_saturation",
         "up",
-        "share of requests that stop at max_tokens",
+        f"share of requests that stop at max_tokens, among those whose cap leaves room for an "
+        f"answer (max_tokens unset or > {ROOMY_MAX_TOKENS}; null when none does)",
         "asking for as much output as the cap allows",
         "%",
-        agg=share(pl.col("finish_reason") == "length"),
-        example=Example(_one_in(4, finish_reason="length"), 1 / 4),
+        # a cap of a few tokens always stops there (a classifier's max_tokens=1): that is a
+        # probe (tiny_max_tokens_share), not a request for as much output as allowed
+        agg=share(
+            (pl.col("finish_reason") == "length").filter(
+                pl.col("max_tokens").is_null() | (pl.col("max_tokens") > ROOMY_MAX_TOKENS)
+            )
+        ),
+        example=Example(
+            (
+                {"finish_reason": "length", "max_tokens": 1},
+                {"finish_reason": "length", "max_tokens": 1000},
+                {"max_tokens": 1000},
+                {},
+            ),
+            1 / 3,
+        ),
     ),
     Feature(
         "high_max_tokens_share",
