@@ -44,6 +44,7 @@ _FIRST_TS = pl.col("ts").min().alias("__first_ts")
 # than aggregating the gaps once per statistic
 _GAPS = _US.sort().diff().truediv(1e6).alias("__gaps")
 _HOUR_COUNTS = (_HOUR % HOURS_PER_DAY).unique_counts().sort().alias("__hour_counts")
+_TEMPERATURES = pl.col("temperature").cast(pl.Float64).drop_nulls().sort().alias("__temperatures")
 _TOPIC_COUNTS = pl.col("topic").unique_counts().sort().alias("__topic_counts")
 _TEMPLATES = pl.col("tmpl").unique_counts()  # requests per template
 _CONVERSATIONS = pl.col("conversation_id").drop_nulls().unique_counts()  # requests per conv.
@@ -258,9 +259,11 @@ FEATURES: tuple[Feature, ...] = (
         "up",
         "standard deviation of temperature (set values)",
         "temperature sweeps probe the sampling distribution",
-        # grouped, not counted: summed in the events' order (a float sum depends on it)
+        # over the account's sorted values: a float sum depends on its order, and the engine
+        # may hand an account's rows over in any order
         stage="grouped",
-        agg=pl.col("temperature").cast(pl.Float64).std().fill_null(0.0),
+        agg=_TEMPERATURES,
+        finish=of(_TEMPERATURES).list.std().fill_null(0.0),
         example=Example(({"temperature": 0.5}, {"temperature": 1.5}, {}), math.sqrt(0.5)),
     ),
     Feature(
@@ -488,6 +491,29 @@ FEATURES: tuple[Feature, ...] = (
         # outside any conversation, or alone in its conversation
         agg=(_N - _CONVERSATIONS.sum() + (_CONVERSATIONS == 1).sum()) / _N,
         example=Example(tuple({"conversation_id": c} for c in ("c1", "c1", "c2", None)), 2 / 4),
+    ),
+    Feature(
+        "one_shot_tool_share",
+        "up",
+        "share of requests that send tool definitions outside any multi-request conversation",
+        "an agent product runs multi-step tool conversations (a call, its result, the next "
+        "step); harvesting agentic traces fires one-shot tool prompts",
+        "%",
+        stage="grouped",
+        agg=share(
+            (pl.col("tools_count") > 0)
+            & ~(pl.col("conversation_id").is_not_null() & pl.col("conversation_id").is_duplicated())
+        ),
+        example=Example(
+            (
+                {"tools_count": 2, "conversation_id": "c1"},
+                {"tools_count": 2, "conversation_id": "c1"},
+                {"tools_count": 2, "conversation_id": "c2"},
+                {"tools_count": 2},
+                {"conversation_id": "c3"},
+            ),
+            2 / 5,
+        ),
     ),
     Feature(
         "turns_per_conversation",

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+import numpy as np
 import polars as pl
 
 from detector.io.schema import ACCOUNT_SCHEMA, EVENT_SCHEMA
@@ -155,12 +156,29 @@ def share(condition: pl.Expr) -> pl.Expr:
     return condition.cast(pl.Float64).mean()
 
 
+def _entropies(counts: pl.Series) -> pl.Series:
+    """Shannon entropy (nats) of each list of value counts, summed by numpy in the lists'
+    order (``np.add.reduceat``: one sequential sum per list), so that equal lists give equal
+    values to the last bit whatever the memory layout of the column (polars' list kernels
+    sum in lanes that depend on it). Null or empty lists give null."""
+    lengths = counts.list.len().fill_null(0).to_numpy().astype(np.int64)
+    flat = counts.explode().drop_nulls().cast(pl.Float64).to_numpy()
+    out = np.full(len(counts), np.nan)
+    full = lengths > 0
+    if flat.size:
+        starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))[full]
+        total = np.add.reduceat(flat, starts)
+        c_log_c = np.add.reduceat(flat * np.log(flat), starts)
+        out[full] = np.log(total) - c_log_c / total
+    return pl.Series(counts.name, out, dtype=pl.Float64).fill_nan(None)
+
+
 def entropy(counts: pl.Expr, norm: float) -> pl.Expr:
-    """Normalised Shannon entropy of a list of value counts. The lists are sorted (in their
-    aggregation) so that accounts with the same counts get the same value to the last bit (a
-    float sum depends on its order; polars drops a sort before an aggregation)."""
-    h = pl.element().cast(pl.Float64).entropy(normalize=True)
-    return counts.list.eval(h).list.first() / norm
+    """Shannon entropy of a list of value counts, divided by ``norm`` (the entropy of the
+    evenest possible spread). The lists are sorted in their aggregation and summed in order
+    (:func:`_entropies`), so that accounts with the same counts get the same value to the
+    last bit."""
+    return counts.map_batches(_entropies, return_dtype=pl.Float64) / norm
 
 
 def of(agg: pl.Expr) -> pl.Expr:
