@@ -119,7 +119,7 @@ def bench_detection(scenario: str, scale: float = 1.0) -> str:
     of the same scenario (``train`` on seed 1, ``audit --model`` of seed 2). Both score with
     slices and campaigns, as the audit does; labels are used only to measure."""
     from detector import pipeline
-    from detector.evaluate import metrics
+    from detector.evaluate import campaign_metrics, metrics
     from detector.models import DistillScorer
     from synthetic_logs.generate import generate
 
@@ -134,8 +134,8 @@ def bench_detection(scenario: str, scale: float = 1.0) -> str:
         f"### detection `{scenario}` x{scale:g} in the user's flows (from the 0-100 score; "
         "slices and campaigns on)\n",
         "| flow | ROC-AUC | PR-AUC | recall @0.1 % FPR | @1 % FPR | flagged: recall | "
-        "normal accounts flagged (target) | distinct flagged scores | audit s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "normal accounts flagged (target) | distinct flagged scores | campaign ARI | audit s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     tables = []
     for flow, make in flows.items():
@@ -144,6 +144,8 @@ def bench_detection(scenario: str, scale: float = 1.0) -> str:
         res = pipeline.score(c_test, model, test.accounts)
         secs = time.perf_counter() - t0
         m = metrics(res.accounts, test.labels)
+        assert res.campaigns is not None
+        ari = campaign_metrics(res.campaigns.assignments, test.labels, res.alone, res.accounts)
         flagged = res.accounts.filter(pl.col("flagged"))
         normal = res.accounts.join(test.labels.filter(~pl.col("is_attack")), on="account_id")
         f = res.model.target_fpr
@@ -152,7 +154,7 @@ def bench_detection(scenario: str, scale: float = 1.0) -> str:
             f"{m['recall_at_fpr']['0.001']:.3f} | {m['recall_at_fpr']['0.01']:.3f} | "
             f"{m['flagged_recall']:.3f} | {int(normal['flagged'].sum())} of {normal.height} = "
             f"{100 * m['flagged_fp_rate']:.3f} % ({100 * f:g} %) | "
-            f"{flagged['score'].n_unique()} of {flagged.height} | {secs:.1f} |"
+            f"{flagged['score'].n_unique()} of {flagged.height} | {ari['ari']:.3f} | {secs:.1f} |"
         )
         rows = [
             f"\n**{flow}** — per archetype: flagged at the model's threshold, and at the "
