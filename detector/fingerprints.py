@@ -145,7 +145,7 @@ COMPACT_DROP = ("prompt", "system_prompt")
 # Raised whenever hash values change for the same text (1: polars hashes; 2: the compiled
 # kernel). Compact events of different versions must not be mixed: their template and
 # near-duplicate hashes never compare equal. The service records it in its snapshots.
-FINGERPRINT_VERSION = 2
+FINGERPRINT_VERSION = 3  # 3: no template / near-duplicate keys without prompt text
 
 
 # Capitalised names (ASCII word boundaries: the Unicode-aware ``\b`` costs ~1.5x) and digit runs
@@ -260,6 +260,7 @@ def fingerprint_events(events: pl.LazyFrame | pl.DataFrame) -> pl.LazyFrame:
     the regex markers and ``sys_h`` are polars expressions."""
     lf = events.lazy()
     prompt = pl.col("prompt").fill_null("")
+    has_text = pl.col("prompt").is_not_null() & (pl.col("prompt") != "")
     fp = pl.col("__fp").struct
     return (
         lf.with_columns(
@@ -268,8 +269,9 @@ def fingerprint_events(events: pl.LazyFrame | pl.DataFrame) -> pl.LazyFrame:
             .alias("__fp")
         )
         .with_columns(
-            fp.field("tmpl"),
-            fp.field("tmpl_tail"),
+            # no prompt text (not logged): no template and no near-duplicate keys, rather than
+            # the hashes of an empty prompt that every such request would share
+            *[pl.when(has_text).then(fp.field(c)).alias(c) for c in ("tmpl", "tmpl_tail")],
             pl.when(pl.col("system_prompt").is_not_null())
             .then(pl.col("system_prompt").hash(11))
             .alias("sys_h"),
@@ -284,7 +286,7 @@ def fingerprint_events(events: pl.LazyFrame | pl.DataFrame) -> pl.LazyFrame:
             .map_batches(ip_prefixes, return_dtype=pl.String, is_elementwise=True)
             .alias("ip_prefix"),
         )
-        .with_columns(fp.field("nd1"), fp.field("nd2"))
+        .with_columns(*[pl.when(has_text).then(fp.field(c)).alias(c) for c in ("nd1", "nd2")])
         .drop(["__fp", *COMPACT_DROP])
     )
 

@@ -120,7 +120,7 @@ def test_order_repetition_and_conversation_features_on_unsorted_events() -> None
     assert a["active_hours"] == 2.0
     assert a["peak_per_minute"] == 2.0
     assert a["ramp_up"] == pytest.approx(1 / 4)  # after / before the span's midpoint
-    assert a["near_dup_rate"] == pytest.approx(2 / 5)
+    assert a["near_dup_rate"] == pytest.approx(2 / 4)  # the 5th has no keys: counted out
     assert a["single_turn_share"] == pytest.approx(3 / 5)  # no conversation, c2, c3
     assert a["turns_per_conversation"] == pytest.approx(4 / 3)
     assert a["template_reuse"] == pytest.approx(1 - compact["tmpl"].n_unique() / 5)
@@ -159,3 +159,16 @@ def test_subset_with_model_first_seen_equals_full_window(demo_small: Generated) 
     ).collect()
     # equal up to float summation order (entropy of value counts): 1e-12 relative
     assert_frame_equal(part, full, rel_tol=1e-12, abs_tol=1e-12)
+
+
+def test_requests_without_prompt_text_carry_no_template_evidence() -> None:
+    """A log that does not record prompts (a gateway with message logging off, spans without
+    content) must not make every account look templated."""
+    ev = make_events(["one prompt", "another prompt"] + [None] * 6)  # type: ignore[list-item]
+    compact = fingerprint_events(ev).collect()
+    assert compact["tmpl"].null_count() == 6 and compact["nd1"].null_count() == 6
+    a = account_features(compact).collect().row(0, named=True)
+    assert a["template_reuse"] == pytest.approx(0.0)  # 2 distinct templates in 2 prompts
+    assert a["top_template_share"] == pytest.approx(0.5)
+    none = account_features(fingerprint_events(make_events([None] * 4)).collect()).collect()  # type: ignore[list-item]
+    assert none["template_reuse"][0] is None and none["near_dup_rate"][0] is None

@@ -46,7 +46,10 @@ _GAPS = _US.sort().diff().truediv(1e6).alias("__gaps")
 _HOUR_COUNTS = (_HOUR % HOURS_PER_DAY).unique_counts().sort().alias("__hour_counts")
 _TEMPERATURES = pl.col("temperature").cast(pl.Float64).drop_nulls().sort().alias("__temperatures")
 _TOPIC_COUNTS = pl.col("topic").unique_counts().sort().alias("__topic_counts")
-_TEMPLATES = pl.col("tmpl").unique_counts()  # requests per template
+# requests per template, over the requests that carry prompt text (a log without text, e.g.
+# OpenTelemetry spans without content, has null templates: no template evidence, not one)
+_TEMPLATES = pl.col("tmpl").drop_nulls().unique_counts()
+_WITH_TEXT = pl.col("tmpl").is_not_null().sum().cast(pl.Float64)
 _CONVERSATIONS = pl.col("conversation_id").drop_nulls().unique_counts()  # requests per conv.
 _MID = pl.col("ts").min() + (pl.col("ts").max() - pl.col("ts").min()) / 2  # of the active span
 _WINDOW_DAYS = (
@@ -297,31 +300,36 @@ FEATURES: tuple[Feature, ...] = (
     Feature(
         "template_reuse",
         "up",
-        "1 - distinct(template) / requests",
+        "1 - distinct(template) / requests with prompt text (null without text)",
         "highly repetitive prompt templates around varying payloads",
         "%",
         stage="grouped",
-        agg=1.0 - _TEMPLATES.len() / _N,
+        agg=1.0 - _TEMPLATES.len() / _WITH_TEXT,
         example=Example((*_TEMPLATED, {}), 1 - 2 / 4),
     ),
     Feature(
         "top_template_share",
         "none",
-        "share of requests using the most common template",
+        "share of the requests with prompt text using the most common template",
         "one narrow task (batch jobs) vs a sweep: context",
         "%",
         stage="grouped",
-        agg=_TEMPLATES.max() / _N,
+        agg=_TEMPLATES.max() / _WITH_TEXT,
         example=Example((*_TEMPLATED, {}), 3 / 4),
     ),
     Feature(
         "near_dup_rate",
         "up",
-        "share of requests with a near-duplicate (MinHash band) in the same account",
+        "share of the requests with prompt text that have a near-duplicate (MinHash band) in "
+        "the same account",
         "payload sweeps reuse most of the text",
         "%",
         stage="grouped",
-        agg=share(pl.col("nd1").is_duplicated() | pl.col("nd2").is_duplicated()),
+        agg=share(
+            (pl.col("nd1").is_duplicated() | pl.col("nd2").is_duplicated()).filter(
+                pl.col("nd1").is_not_null()
+            )
+        ),
         example=Example(
             (
                 {"prompt": "list the planets of the solar system in order of size please"},
