@@ -3,11 +3,15 @@
 Human chat (openers in the user's language, tasks, follow-ups on later turns), task payloads
 (maths, code, multiple choice, agentic tasks, instructions; real corpus text when given),
 chain-of-thought requests in the event's language, and the headers a distillation campaign puts
-around its payloads.
+around its payloads. Their paraphrased counterparts (``phrasing = "paraphrased"``) come from the
+grammars of ``synthetic_logs/phrases``: reasoning requests and campaign frames in the event's
+language, localised word problems, coding asks and multiple-choice items without benchmark
+scaffolding, one-shot tool-use tasks.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +20,13 @@ import polars as pl
 from synthetic_logs import vocab
 from synthetic_logs.calibration import categorical
 from synthetic_logs.corpus import Corpus
+from synthetic_logs.phrases import (
+    LangBank,
+    phrasebook,
+    pick_by_language,
+    render,
+    render_series,
+)
 from synthetic_logs.templates import fill_templates
 from synthetic_logs.text import (
     Pieces,
@@ -25,6 +36,7 @@ from synthetic_logs.text import (
     gather,
     pick,
     pools,
+    product,
     split,
     sub_rows,
 )
@@ -216,3 +228,98 @@ def campaign_headers(rng: np.random.Generator, k: int) -> list[tuple[str, str]]:
         lead = ("You are " + role + ". ") if rng.random() < 0.7 else ""
         out.add((lead + instr + " ", foot))
     return sorted(out)
+
+
+# --------------------------------------------------------------------------- paraphrased
+
+
+def elicitation_suffix(rng: np.random.Generator, langs: Langs, rate: float) -> pl.Series | None:
+    """A paraphrased request for the model's working in the event's language (with a leading
+    space) for a share ``rate`` of events, else ``""``; ``None`` when no event gets one."""
+    n = len(langs.idx)
+    use = np.flatnonzero(rng.random(n) < rate) if rate > 0 else np.zeros(0, dtype=np.int64)
+    if not len(use):
+        return None
+    grammars, which = pick_by_language(rng, phrasebook().elicitation, langs.codes, langs.idx[use])
+    said = render_series(rng, grammars, which)
+    pool = pl.concat([pl.Series([""], dtype=pl.String), " " + said])
+    idx = np.zeros(n, dtype=np.uint32)
+    idx[use] = 1 + np.arange(len(use), dtype=np.uint32)
+    return pool.gather(pl.Series(idx))
+
+
+def frames(
+    rng: np.random.Generator, langs: Langs, per_language: int
+) -> tuple[pl.Series, pl.Series]:
+    """A campaign's paraphrased frames around its payloads: ``per_language`` wrappers of each
+    language drawn once, each event one of its language's, worded anew. Returns the text before
+    and after the payload, per event."""
+    grammars, which = pick_by_language(
+        rng, phrasebook().wrappers, langs.codes, langs.idx, per_language=max(1, per_language)
+    )
+    halves = [g.split_at("text") for g in grammars]
+    before = render_series(rng, [h[0] for h in halves], which)
+    after = render_series(rng, [h[1] for h in halves], which)
+    return before, after
+
+
+PARAPHRASE_BANKS = {"math": "word_problem", "code": "coding", "mc": "quiz", "agent": "tool_task"}
+"""Payload kinds and the phrasebook bank of their paraphrased wording."""
+
+
+def paraphrased_payload_pieces(
+    rng: np.random.Generator, langs: Langs, mix: dict[str, float], corpus: Corpus | None = None
+) -> Pieces:
+    """Payloads in proportions ``mix`` without benchmark scaffolding: maths word problems in
+    the event's language, coding asks, multiple-choice items, one-shot tool-use tasks; real
+    corpus text for maths, code and instructions when given; instructions otherwise from the
+    stock pool (it carries no marker)."""
+    kinds = list(mix)
+    n = len(langs.idx)
+    choice = (
+        np.zeros(n, dtype=np.int64)
+        if len(kinds) == 1
+        else categorical(rng, np.array([mix[k] for k in kinds], dtype=float), n)
+    )
+    out: Pieces = []
+    for kind, rows in zip(kinds, split(choice, len(kinds)), strict=True):
+        if len(rows):
+            for sub, parts in _paraphrased_payload(rng, kind, langs.take(rows), corpus):
+                out.append((sub_rows(rows, sub), parts))
+    return out
+
+
+@functools.cache
+def _plain_instructions() -> pl.Series:
+    """The stock instruction pool (``Pools.instruction``) without details that ask for
+    step-by-step answers."""
+    details = tuple(d for d in vocab.DETAILS if "step" not in d)
+    return product(vocab.INSTRUCTION_VERBS, (" ",), vocab.TOPICS, (" ",), details, (": ",))
+
+
+def paraphrased_payload_source(mix: dict[str, float], corpus: Corpus | None) -> Source:
+    """A source of paraphrased payloads in English (to fill a grammar's ``{text}``)."""
+
+    def source(rng: np.random.Generator, m: int) -> Pieces:
+        return paraphrased_payload_pieces(rng, Langs(("en",), np.zeros(m, np.int64)), mix, corpus)
+
+    return source
+
+
+def _paraphrased_payload(
+    rng: np.random.Generator, kind: str, langs: Langs, corpus: Corpus | None
+) -> Pieces:
+    m = len(langs.idx)
+    real = {
+        "math": corpus.math if corpus else None,
+        "code": corpus.code if corpus else None,
+        "instruction": corpus.instructions if corpus else None,
+    }.get(kind)
+    if real is not None and len(real):
+        return [(None, [pick(rng, real, m)])]
+    bank_name = PARAPHRASE_BANKS.get(kind)
+    if bank_name is None:  # instructions: the stock pool without its "step by step" detail
+        return [(None, [gather(rng, _plain_instructions(), m), *filler_parts(rng, m, 6)])]
+    bank: LangBank = phrasebook().banks()[bank_name]
+    grammars, which = pick_by_language(rng, bank, langs.codes, langs.idx)
+    return render(rng, grammars, which)

@@ -242,7 +242,7 @@ class Pools:
     code_a: pl.Series  # "Write a function `solve_N(data)` that "
     code_b: pl.Series  # "task. Include tests for topic."
     mc_head: pl.Series  # "Question (subject): which statement about topic is correct? A) "
-    slot_values: dict[str, pl.Series]  # per-event slot values of templates
+    slot_values: dict[str, pl.Series]  # per-event slot values of templates and grammars
 
 
 _POOLS: Pools | None = None
@@ -263,9 +263,10 @@ def _build_pools() -> Pools:
     w = vocab.FILLER_WORDS
     sw = tuple(" " + x for x in w)
     num = number_strings(2, 9999)
+    words2 = product(w, sw)
     return Pools(
         words1=product(w),
-        words2=product(w, sw),
+        words2=words2,
         words3=product(w, sw, sw),
         sp_words1=product(sw),
         sp_words2=product(sw, sw),
@@ -308,6 +309,15 @@ def _build_pools() -> Pools:
             "city": product(vocab.CITIES),
             "lang": product(("German", "French", "Spanish", "Japanese")),
             "org": product(vocab.ORGS),
+            # slots of the paraphrase grammars (synthetic_logs/phrases)
+            "n2": product(number_strings(1, 100)),
+            "n3": product(number_strings(2, 13)),
+            "obj": product(vocab.MATH_OBJECTS),
+            "topic": product(vocab.TOPICS),
+            "subject": product(vocab.MC_SUBJECTS),
+            "codetask": product(vocab.CODE_TASKS),
+            "plang": product(vocab.PROGRAMMING_LANGUAGES),
+            **dict.fromkeys(("o1", "o2", "o3", "o4"), words2),
         },
     )
 

@@ -376,6 +376,9 @@ CODE_TASKS = (
     "converts roman numerals to integers",
 )
 
+# languages named in coding asks
+PROGRAMMING_LANGUAGES = ("Python", "TypeScript", "Go", "Rust", "Java", "C++", "C#", "Kotlin")
+
 AGENT_TASKS = (
     "Find a free slot next week and book a meeting with {name}",
     "Look up order {num} and issue a refund if it was damaged",
