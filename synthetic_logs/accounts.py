@@ -1,6 +1,11 @@
 """Accounts and their infrastructure: IP pools (residential, cloud, proxy ranges), user agents,
-each request's API key, IP and user agent (:func:`draw_infrastructure`), and the optional account
-table (age, payment fingerprint, e-mail domain, country, tier)."""
+each request's API key, IP and user agent (:func:`draw_infrastructure`), a reseller's end users
+(:func:`draw_end_users`), and the optional account table (age, payment fingerprint, e-mail
+domain, country, tier).
+
+A scenario with ``residential_ranges`` draws every residential IP from one set of shared /24
+ranges (:func:`residential_ranges`), with uneven popularity (big ISPs), so that a residential
+proxy's exit IPs sit in the same ranges as ordinary customers."""
 
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ import polars as pl
 from detector.io.schema import TS_DTYPE
 from synthetic_logs import text, vocab
 from synthetic_logs.calibration import categorical
-from synthetic_logs.columns import Coded
+from synthetic_logs.columns import Coded, ids
 from synthetic_logs.scenario import Group, Scenario
 
 # User agents with their relative popularity among ordinary customers (browsers most common).
@@ -84,19 +89,62 @@ CLOUD_PREFIXES = tuple(
 )
 
 
-def ip_pool(rng: np.random.Generator, kind: str, n: int, ranges: list[str] | None) -> pl.Series:
-    """``n`` IP strings of a kind: residential (v4 or v6), cloud, proxy (from ``ranges``)."""
+# First octets of the residential space (ISP customer ranges).
+RESIDENTIAL_FIRST_OCTETS = (24, 31, 37, 46, 62, 73, 76, 81, 86, 89, 92, 98, 109, 112, 176, 185, 188)
+
+
+@dataclass(frozen=True)
+class SharedRanges:
+    """Residential /24 ranges shared by every group of a scenario, with their popularity."""
+
+    prefixes: pl.Series  # "a.b.c"
+    cdf: np.ndarray  # cumulative popularity, last = 1
+
+    def pick(self, rng: np.random.Generator, n: int) -> pl.Series:
+        """``n`` prefixes drawn by popularity."""
+        return self.prefixes.gather(np.searchsorted(self.cdf, rng.random(n), side="right"))
+
+
+def residential_ranges(rng: np.random.Generator, n: int) -> SharedRanges:
+    """``n`` distinct residential /24 ranges, popularity lognormal (sigma 0.8)."""
+    seen: dict[str, None] = {}
+    while len(seen) < n:
+        k = n - len(seen)
+        a = rng.choice(RESIDENTIAL_FIRST_OCTETS, k)
+        b, c = rng.integers(0, 256, k), rng.integers(0, 256, k)
+        seen.update(dict.fromkeys(f"{x}.{y}.{z}" for x, y, z in zip(a, b, c, strict=True)))
+    weight = np.exp(rng.normal(0.0, 0.8, n))
+    cdf = np.cumsum(weight) / weight.sum()
+    cdf[-1] = 1.0
+    return SharedRanges(pl.Series(list(seen), dtype=pl.String), cdf)
+
+
+def ip_pool(
+    rng: np.random.Generator,
+    kind: str,
+    n: int,
+    ranges: list[str] | None,
+    shared: SharedRanges | None = None,
+    ipv6_share: float = 0.15,
+) -> pl.Series:
+    """``n`` IP strings of a kind: residential (v4, in ``shared`` ranges when given, or v6),
+    cloud, proxy (from ``ranges``)."""
     host = _dec(rng.integers(1, 255, n))
     if kind == "cloud":
         pre = text.pick(rng, CLOUD_PREFIXES, n)
         return text.concat(pre, ".", _dec(rng.integers(0, 256, n)), ".", host)
     if kind == "proxy" and ranges:
         return text.concat(text.pick(rng, ranges, n), ".", host)
-    # residential / many: random public-looking space; some IPv6 /64s
-    a = rng.choice([24, 31, 37, 46, 62, 73, 76, 81, 86, 89, 92, 98, 109, 112, 176, 185, 188], n)
-    b, c = rng.integers(0, 256, n), rng.integers(0, 256, n)
-    v6 = rng.random(n) < 0.15
-    out = text.concat(_dec(a), ".", _dec(b), ".", _dec(c), ".", host)
+    # residential / many: public-looking space (the scenario's shared ranges, if any); some
+    # IPv6 /64s
+    if shared is not None:
+        out = text.concat(shared.pick(rng, n), ".", host)
+        v6 = rng.random(n) < ipv6_share
+    else:
+        a = rng.choice(RESIDENTIAL_FIRST_OCTETS, n)
+        b, c = rng.integers(0, 256, n), rng.integers(0, 256, n)
+        v6 = rng.random(n) < ipv6_share
+        out = text.concat(_dec(a), ".", _dec(b), ".", _dec(c), ".", host)
     if v6.any():
         k = int(v6.sum())
         g = rng.integers(0, 65536, (k, 4))
@@ -146,12 +194,17 @@ class Infrastructure:
 
 
 def draw_infrastructure(
-    group: Group, ev_acct: np.ndarray, mixed: np.ndarray, rng: np.random.Generator
+    group: Group,
+    ev_acct: np.ndarray,
+    mixed: np.ndarray,
+    rng: np.random.Generator,
+    shared: SharedRanges | None = None,
 ) -> Infrastructure:
     """Each event's API key, IP and user agent, drawn in this order; ``ev_acct`` is the account
-    of each event, ``mixed`` marks a reseller's distilling end customer's requests."""
+    of each event, ``mixed`` marks a reseller's distilling end customer's requests, ``shared``
+    the scenario's shared residential ranges."""
     api_key = _api_keys(group, ev_acct, rng)
-    ip = _ips(group, ev_acct, mixed, rng)
+    ip = _ips(group, ev_acct, mixed, rng, shared)
     ua = _event_user_agents(group, ev_acct, rng)
     return Infrastructure(api_key=api_key, ip=ip, user_agent=ua)
 
@@ -170,9 +223,17 @@ def _api_keys(group: Group, ev_acct: np.ndarray, rng: np.random.Generator) -> Co
     return Coded(key_start[ev_acct] + key_of_ev, key_pool)
 
 
-def _ips(group: Group, ev_acct: np.ndarray, mixed: np.ndarray, rng: np.random.Generator) -> Coded:
+def _ips(
+    group: Group,
+    ev_acct: np.ndarray,
+    mixed: np.ndarray,
+    rng: np.random.Generator,
+    shared: SharedRanges | None,
+) -> Coded:
     """Each account's own slice of IPs of the archetype's kind (a campaign's proxies from its
-    few /24 ranges; a NAT's accounts all share the same few IPs), one per request."""
+    few /24 ranges; a NAT's accounts all share the same few IPs), one per request. A reseller's
+    distilling end customer sits behind its first IP, unless the reseller models its end users
+    (they all share its egress IPs)."""
     arch = group.archetype
     n_acc, n_ev = group.accounts, len(ev_acct)
     ranges = None
@@ -188,22 +249,22 @@ def _ips(group: Group, ev_acct: np.ndarray, mixed: np.ndarray, rng: np.random.Ge
         pool_start = np.zeros(n_acc, dtype=np.int64)
     else:
         kind = "proxy" if arch.ip_kind == "proxy" and ranges else arch.ip_kind
-        ips = ip_pool(rng, kind, int(n_ips_acc.sum()), ranges)
+        ips = ip_pool(rng, kind, int(n_ips_acc.sum()), ranges, shared, arch.ipv6_share)
         pool_sizes = n_ips_acc
         pool_start = np.concatenate([[0], np.cumsum(pool_sizes)[:-1]])
     ip_idx = pool_start[ev_acct] + (rng.random(n_ev) * pool_sizes[ev_acct]).astype(np.int64)
-    if mixed.any():  # the distilling end customer sits behind the reseller's first IP
+    if mixed.any() and not arch.end_users:  # the distiller sits behind the reseller's first IP
         ip_idx[mixed] = pool_start[ev_acct[mixed]]
     return Coded(ip_idx, ips)
 
 
 def _event_user_agents(group: Group, ev_acct: np.ndarray, rng: np.random.Generator) -> Coded:
-    """Two user agents per account (a campaign's members share two SDKs as their main one),
-    the main one on 85 % of its requests."""
+    """Two user agents per account (a campaign's members share two SDKs as their main one,
+    unless the group says they draw their own), the main one on 85 % of its requests."""
     arch = group.archetype
     n_acc, n_ev = group.accounts, len(ev_acct)
     acct_ua = user_agents(rng, arch.ua_kind, n_acc)
-    if group.campaign:
+    if group.campaign and group.campaign_user_agents:
         campaign_uas = user_agents(rng, "sdk", 2)
         acct_ua = campaign_uas[rng.integers(0, 2, n_acc)]
     ua_secondary = user_agents(rng, arch.ua_kind, n_acc)
@@ -211,10 +272,58 @@ def _event_user_agents(group: Group, ev_acct: np.ndarray, rng: np.random.Generat
     return Coded(np.where(rng.random(n_ev) < 0.85, ev_acct, ev_acct + n_acc), ua_pool)
 
 
+def draw_end_users(
+    group: Group,
+    ev_acct: np.ndarray,
+    ev_sess: np.ndarray,
+    ip: Coded,
+    mixed: np.ndarray,
+    rng: np.random.Generator,
+) -> Coded:
+    """Each request's end user (a reseller's customer, as an OpenAI ``user`` / LiteLLM
+    ``end_user`` field carries it): codes into ``eu_`` ids, null for an account that is its own
+    user. ``rng`` is the group's second stream (drawing here changes no other column).
+
+    - ``end_users > 0``: each account has 1 + Poisson(end_users - 1) end users of lognormal
+      activity (sigma 1.2); each session is one end user's; the distilling end customer's
+      requests (``mixed``) carry one more id of the account;
+    - a reseller with ``ip_kind = "many"`` (each end user on an IP of their own): the end user
+      of the request's IP; the distilling end customer its own id;
+    - otherwise null."""
+    arch = group.archetype
+    n_acc, n_ev = group.accounts, len(ev_acct)
+    if arch.end_users > 0:
+        n_users = 1 + rng.poisson(arch.end_users - 1.0, n_acc)
+        weight = np.exp(rng.normal(0.0, 1.2, int(n_users.sum())))
+        cum = np.cumsum(weight)
+        last = np.cumsum(n_users) - 1
+        lo = np.where(last - n_users >= 0, cum[np.maximum(last - n_users, 0)], 0.0)
+        n_sess = int(ev_sess.max()) + 1 if n_ev else 0
+        sess_acct = np.zeros(n_sess, dtype=np.int64)
+        sess_acct[ev_sess] = ev_acct
+        target = lo[sess_acct] + rng.random(n_sess) * (cum[last] - lo)[sess_acct]
+        user = np.minimum(np.searchsorted(cum, target, side="right"), last[sess_acct])
+        code = user[ev_sess]
+        n_own = len(weight)
+    elif arch.ip_kind == "many" and not group.shared_network:
+        code = ip.codes.astype(np.int64)
+        n_own = len(ip.pool)
+    else:
+        return Coded.const(None, n_ev)
+    code = np.where(mixed, n_own + ev_acct, code) + 1  # one distiller id per account; 0 = null
+    pool = pl.concat([pl.Series([None], dtype=pl.String), ids(rng, "eu_", n_own + n_acc)])
+    return Coded(code, pool)
+
+
 def account_table(
-    sc: Scenario, group: Group, rng: np.random.Generator, acct_ids: pl.Series
+    sc: Scenario,
+    group: Group,
+    rng: np.random.Generator,
+    acct_ids: pl.Series,
+    online: np.ndarray | None = None,
 ) -> pl.DataFrame:
-    """The optional account table: age (a campaign's accounts created in a burst), payment
+    """The optional account table: age (a campaign's accounts created in a burst; accounts
+    that come ``online`` inside the window created up to an hour before), payment
     fingerprint, e-mail domain, country and tier."""
     arch = group.archetype
     n = len(acct_ids)
@@ -249,6 +358,9 @@ def account_table(
     if arch.rate_per_day > 500:
         tw = np.array([0.0, 0.05, 0.1, 0.2, 0.25, 0.25, 0.15])
     tier = np.array(tiers, dtype=object)[categorical(rng, tw, n)]
+    if online is not None:
+        age_days = (rng.uniform(0.0, 3600.0, n) - online) / 86_400.0
+        created = pl.Series([sc.start - timedelta(days=float(d)) for d in age_days], dtype=TS_DTYPE)
     return pl.DataFrame(
         {
             "account_id": acct_ids,

@@ -11,6 +11,12 @@ codes into small pools (:class:`~synthetic_logs.columns.Coded`: account ids, IPs
 in the order they were built, ...); this module merges the groups' sorted runs with one stable
 argsort and decodes each column with one gather. Request ids are numbered in time order.
 
+Scenario-level draws (the shared residential ranges) come from one more child of the seed than
+there are groups, so they change no group's stream; each group also has a second stream (from
+its own) for what was added to it later (end users). A scenario with ``account_table = false``
+yields logs without an account table: ``accounts`` is ``None`` and no ``accounts.parquet`` is
+written.
+
 Same scenario + seed -> byte-identical output files.
 """
 
@@ -33,6 +39,7 @@ from detector.io.schema import (
     NULLABLE_EVENT_COLUMNS,
 )
 from synthetic_logs import text
+from synthetic_logs.accounts import residential_ranges
 from synthetic_logs.columns import Coded, Column
 from synthetic_logs.corpus import load_corpus
 from synthetic_logs.group import generate_group
@@ -41,18 +48,21 @@ from synthetic_logs.scenario import Scenario, load_scenario
 
 @dataclass
 class Generated:
-    """Events, the optional account table and ground-truth labels."""
+    """Events, the optional account table (``None``: the scenario's logs come without one)
+    and ground-truth labels."""
 
     events: pl.DataFrame
-    accounts: pl.DataFrame
+    accounts: pl.DataFrame | None
     labels: pl.DataFrame
 
     def write(self, out_dir: str | Path, fmt: str = "parquet") -> dict[str, Path]:
-        """Write events (parquet or ndjson), accounts and labels (parquet) into ``out_dir``;
-        returns the path of each."""
+        """Write events (parquet or ndjson), accounts (when there is an account table) and
+        labels (parquet) into ``out_dir``; returns the path of each written."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        paths = {"accounts": out / "accounts.parquet", "labels": out / "labels.parquet"}
+        paths = {"labels": out / "labels.parquet"}
+        if self.accounts is not None:
+            paths["accounts"] = out / "accounts.parquet"
         if fmt == "parquet":
             paths["events"] = out / "events.parquet"
             # zstd level 1: the same size as level 3 (the default) here, at ~2/3 of its CPU time.
@@ -74,7 +84,8 @@ class Generated:
             ).write_ndjson(paths["events"])
         else:
             raise ValueError(f"unknown format {fmt!r}: use parquet or ndjson")
-        self.accounts.write_parquet(paths["accounts"], compression="zstd")
+        if self.accounts is not None:
+            self.accounts.write_parquet(paths["accounts"], compression="zstd")
         self.labels.write_parquet(paths["labels"], compression="zstd")
         return paths
 
@@ -97,13 +108,21 @@ def generate(
     accounts: list[pl.DataFrame] = []
     labels: list[pl.DataFrame] = []
     root = np.random.SeedSequence(seed)
-    children = root.spawn(len(sc.groups))
+    # one child per group, then one for the scenario's own draws (spawning more children leaves
+    # the first ones as they were)
+    children = root.spawn(len(sc.groups) + 1)
+    scenario_rng = np.random.Generator(np.random.SFC64(children[-1]))
+    shared = (
+        residential_ranges(scenario_rng, sc.residential_ranges) if sc.residential_ranges else None
+    )
+    second = [c.spawn(1)[0] for c in children[:-1]]
 
     def one(gi: int) -> tuple[dict[str, Column], pl.DataFrame, pl.DataFrame]:
         # each group has its own stream: order-free. SFC64 rather than the default PCG64: a
         # statistically sound generator that draws ~25 % faster, ~10 % of the generation time
         rng = np.random.Generator(np.random.SFC64(children[gi]))
-        return generate_group(sc, sc.groups[gi], gi, rng, real)
+        aux = np.random.Generator(np.random.SFC64(second[gi]))
+        return generate_group(sc, sc.groups[gi], gi, rng, real, shared, aux)
 
     # Groups run in threads (numpy and polars release the GIL in their heavy parts); results
     # are consumed in group order, so the output does not depend on scheduling.
@@ -119,6 +138,8 @@ def generate(
         pl.concat(accounts)
         .sort("account_id")
         .select([pl.col(c).cast(t) for c, t in ACCOUNT_SCHEMA.items()])
+        if sc.account_table
+        else None
     )
     lab_all = (
         pl.concat(labels)

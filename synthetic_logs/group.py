@@ -13,15 +13,25 @@ of a seed is meant to stay byte-identical).
 5. infrastructure (``accounts.py``): API keys, IPs, user agents;
 6. conversations and prompt text (``prompts.py``);
 7. assembly: the event columns, the account table and the labels.
+
+A reseller's end users (``end_user_id``) are drawn from the group's second stream ``aux``, so
+that modelling them changes no other column.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import polars as pl
 
 from detector.io.schema import LABEL_SCHEMA
-from synthetic_logs.accounts import account_table, draw_infrastructure
+from synthetic_logs.accounts import (
+    SharedRanges,
+    account_table,
+    draw_end_users,
+    draw_infrastructure,
+)
 from synthetic_logs.columns import Coded, Column, ids, int_or_null
 from synthetic_logs.corpus import Corpus
 from synthetic_logs.parameters import (
@@ -30,16 +40,30 @@ from synthetic_logs.parameters import (
     draw_outcome,
     draw_parameters,
     draw_routing,
+    tool_loop_finish,
 )
 from synthetic_logs.prompts import draw_languages, draw_prompts
 from synthetic_logs.scenario import Group, Scenario
 from synthetic_logs.timing import Timeline, draw_timeline
 
+END_USER_COLUMN = "end_user_id"
+"""The canonical column of a request's end user. Every group emits it; ``generate.py`` keeps
+the columns of ``detector.io.schema.EVENT_SCHEMA``, so it reaches the events the day the schema
+has it (the one place where the generator's end users plug into the canonical events)."""
+
 
 def generate_group(
-    sc: Scenario, group: Group, gi: int, rng: np.random.Generator, corpus: Corpus | None
+    sc: Scenario,
+    group: Group,
+    gi: int,
+    rng: np.random.Generator,
+    corpus: Corpus | None,
+    shared: SharedRanges | None,
+    aux: np.random.Generator,
 ) -> tuple[dict[str, Column], pl.DataFrame, pl.DataFrame]:
-    """Group ``gi`` of ``sc``: its events (columns in time order), account rows and labels."""
+    """Group ``gi`` of ``sc``: its events (columns in time order), account rows and labels.
+    ``rng``: the group's stream; ``shared``: the scenario's shared residential ranges;
+    ``aux``: the group's second stream (end users)."""
     arch = group.archetype
     acct_ids = ids(rng, "acct_", group.accounts)  # 1. accounts
     tl = draw_timeline(sc, group, rng)  # 2. timing
@@ -47,9 +71,19 @@ def generate_group(
     model, endpoint = draw_routing(sc, arch, tl, rng)
     params = draw_parameters(arch, tl, rng)  # 4. parameters and outcome
     outcome = draw_outcome(arch, params, rng)
-    infra = draw_infrastructure(group, tl.ev_acct, params.mixed, rng)  # 5. infrastructure
-    conversation = _conversations(group, tl, rng)  # 6. conversations and prompt text
-    prompt, system_prompt = draw_prompts(group, tl.ev_acct, tl.pos, lang, params.mixed, corpus, rng)
+    if tl.turns is not None:
+        outcome = replace(
+            outcome,
+            finish_reason=tool_loop_finish(
+                outcome.finish_reason, params.tools, tl.turns.last_of_turn
+            ),
+        )
+    infra = draw_infrastructure(group, tl.ev_acct, params.mixed, rng, shared)  # 5.
+    conversation = _conversations(group, tl, params.mixed, rng)  # 6. conversations and text
+    prompt, system_prompt = draw_prompts(
+        group, tl.ev_acct, tl.pos, lang, params.mixed, corpus, rng, tl.turns
+    )
+    end_user = draw_end_users(group, tl.ev_acct, tl.ev_sess, infra.ip, params.mixed, aux)
     # 7. assembly
     events: dict[str, Column] = {
         "ts": np.int64(sc.start.timestamp() * 1e6) + (tl.t * 1e6).astype(np.int64),
@@ -63,16 +97,31 @@ def generate_group(
         "system_prompt": system_prompt,
         **_request_columns(params, outcome),
         "conversation_id": conversation,
+        END_USER_COLUMN: end_user,
     }
-    accounts = account_table(sc, group, rng, acct_ids)
+    accounts = account_table(sc, group, rng, acct_ids, tl.online)
     return events, accounts, _labels(group, gi, acct_ids)
 
 
-def _conversations(group: Group, tl: Timeline, rng: np.random.Generator) -> Coded:
-    """One conversation id per session for multi-turn archetypes, else null."""
-    if not group.archetype.multi_turn:
+def _conversations(
+    group: Group, tl: Timeline, mixed: np.ndarray, rng: np.random.Generator
+) -> Coded:
+    """One conversation id per session for multi-turn archetypes, else null; none for the
+    accounts whose client sends none (``conversation_ids`` < 1) and, at a reseller that models
+    its end users, for its distilling end customer's one-shot requests."""
+    arch = group.archetype
+    if not arch.multi_turn:
         return Coded.const(None, tl.n_events)
-    return Coded(tl.ev_sess, ids(rng, "conv_", tl.n_sessions))
+    conv = Coded(tl.ev_sess, ids(rng, "conv_", tl.n_sessions))
+    none = np.zeros(tl.n_events, dtype=bool)
+    if arch.conversation_ids < 1:
+        none |= (rng.random(group.accounts) >= arch.conversation_ids)[tl.ev_acct]
+    if arch.end_users:
+        none |= mixed
+    if none.any():
+        pool = pl.concat([pl.Series([None], dtype=pl.String), conv.pool])
+        conv = Coded(np.where(none, 0, conv.codes + 1), pool)
+    return conv
 
 
 def _request_columns(params: Parameters, outcome: Outcome) -> dict[str, Column]:

@@ -105,10 +105,18 @@ def draw_parameters(arch: Archetype, tl: Timeline, rng: np.random.Generator) -> 
     stream = rng.random(n_ev) < arch.stream_rate
     # a reseller's distilling end customer: long capped completions
     mixed = np.zeros(n_ev, dtype=bool)
-    if arch.mix_fraction > 0:
+    if arch.mix_fraction > 0 and arch.end_users > 0:
+        # one end user among the reseller's: whole sessions, caps varied like a careful client
+        mixed = (rng.random(tl.n_sessions) < arch.mix_fraction)[tl.ev_sess]
+        k = int(mixed.sum())
+        max_tokens[mixed] = np.where(rng.random(k) < 0.3, np.nan, rng.choice([4096, 8192], k))
+        completion[mixed] = completion[mixed] * 2.0
+    elif arch.mix_fraction > 0:
         mixed = rng.random(n_ev) < arch.mix_fraction
         max_tokens[mixed] = 8192
         completion[mixed] = completion[mixed] * 2.5
+    if tl.turns is not None:  # an agent's tool loop sends one tool set per conversation
+        tools = _one_per_session(tools, tl.ev_sess, tl.n_sessions)
     return Parameters(
         prompt_tokens=prompt_tokens,
         completion=completion,
@@ -123,6 +131,28 @@ def draw_parameters(arch: Archetype, tl: Timeline, rng: np.random.Generator) -> 
         stream=stream,
         mixed=mixed,
     )
+
+
+def _one_per_session(values: np.ndarray, ev_sess: np.ndarray, n_sessions: int) -> np.ndarray:
+    """Each event's value replaced by one of its session's (its first event's, or the largest
+    when that one is 0): one draw per session, 0 only if every event drew 0."""
+    one = np.zeros(n_sessions, dtype=values.dtype)
+    sessions, first = np.unique(ev_sess, return_index=True)
+    one[sessions] = values[first]
+    top = np.zeros(n_sessions, dtype=values.dtype)
+    np.maximum.at(top, ev_sess, values)
+    one = np.where(one > 0, one, top)
+    return one[ev_sess]
+
+
+def tool_loop_finish(finish: Coded, tools: np.ndarray, last_of_turn: np.ndarray) -> Coded:
+    """Finish reasons of an agent's tool loop: a call that is followed by another in the same
+    user turn ended in ``tool_calls`` (the client ran the tool and sent its result), the last
+    call of a turn in ``stop``; capped (``length``) and failed requests keep theirs."""
+    codes = np.asarray(finish.codes).copy()
+    keep = (codes == 0) | (codes == 3)  # length, or failed (no finish reason)
+    loop = np.where((tools > 0) & ~last_of_turn, 1, 2)
+    return Coded(np.where(keep, codes, loop), finish.pool)
 
 
 def _token_counts(
@@ -159,7 +189,7 @@ def draw_outcome(arch: Archetype, params: Parameters, rng: np.random.Generator) 
     completion = np.where(failed, 0, completion)
     tools = params.tools
     finish_idx = np.where(capped, 0, np.where(tools > 0, 1, 2))
-    finish_idx[(tools > 0) & (rng.random(n_ev) < 0.4)] = 2
+    finish_idx[(tools > 0) & (rng.random(n_ev) < arch.tool_stop_share)] = 2
     finish_idx[failed] = 3
     finish = Coded(finish_idx, pl.Series(["length", "tool_calls", "stop", None], dtype=pl.String))
     n_param = params.n

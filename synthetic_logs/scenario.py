@@ -24,6 +24,20 @@ A scenario file::
     payment_pool = 4            # distinct payment fingerprints across the members
     overrides = { cot_rate = 0.9 }   # any archetype field (synthetic_logs/archetypes/defaults.toml)
 
+Scenario-level keys beyond these: ``account_table = false`` (the logs come without an account
+table: ``generate`` returns no accounts and writes no ``accounts.parquet``; labels still) and
+``residential_ranges = N`` (every residential IP of every group, normal or not, lies in one of
+N shared /24 ranges, as customers of a few big ISPs do; scaled with the scenario; 0, the default:
+each in a random range of its own).
+
+Group keys beyond these, for campaigns that hide: ``campaign_user_agents = false`` (members draw
+their user agents like everyone, instead of sharing their operator's SDKs), ``bursts = K`` and
+``burst_hours = H`` (members come online in K bursts of H hours inside the window, their first
+request within minutes: the first-seen bursts left in logs without an account table; also for a
+cohort of normal accounts that start together) and ``load_balanced = true`` (one dispatcher
+hands the campaign's sessions out to its members in turns: even volumes, every session to one
+member, the campaign's clock on every member; ``lockstep`` does not apply).
+
 Built-ins live in ``synthetic_logs/scenarios``; ``load_scenario`` takes a built-in name or a path.
 """
 
@@ -38,6 +52,21 @@ from typing import Any
 from synthetic_logs.archetypes import ARCHETYPES, Archetype, ArchetypeError
 
 BUILTIN_DIR = Path(__file__).parent / "scenarios"
+
+
+TOP_KEYS = frozenset(
+    {
+        "name",
+        "description",
+        "start",
+        "days",
+        "models",
+        "group",
+        "account_table",
+        "residential_ranges",
+    }
+)
+"""The keys a scenario file may hold outside its ``[[group]]`` tables."""
 
 
 class ScenarioError(ValueError):
@@ -60,6 +89,10 @@ class Group:
     shared_system_prompt: bool = False  # e.g. users of one open-source app
     shared_network: bool = False  # e.g. a company's accounts behind one NAT
     shared_payment: bool = False  # e.g. a company paying for all its accounts
+    campaign_user_agents: bool = True  # members share their operator's two SDK user agents
+    bursts: int = 0  # accounts come online in this many bursts inside the window (0: at start)
+    burst_hours: float = 3.0  # length of each burst
+    load_balanced: bool = False  # a dispatcher hands the campaign's sessions out in turn
 
 
 @dataclass(frozen=True)
@@ -74,6 +107,8 @@ class Scenario:
     new_model: str | None = "atlas-5"
     new_release_day: float = 0.25
     description: str = ""
+    account_table: bool = True  # False: logs without an account table (accounts=None)
+    residential_ranges: int = 0  # shared residential /24 ranges (0: none shared)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -114,6 +149,9 @@ def parse_scenario(
     def fail(key: str, msg: str) -> ScenarioError:
         return ScenarioError(f"{source}: {key}: {msg}")
 
+    unknown_top = sorted(set(data) - TOP_KEYS)
+    if unknown_top:
+        raise fail(", ".join(unknown_top), f"unknown key(s); allowed: {sorted(TOP_KEYS)}")
     start = data.get("start", datetime(2026, 11, 1, tzinfo=UTC))
     if isinstance(start, str):
         start = datetime.fromisoformat(start.replace("Z", "+00:00"))
@@ -141,6 +179,10 @@ def parse_scenario(
         "shared_system_prompt",
         "shared_network",
         "shared_payment",
+        "campaign_user_agents",
+        "bursts",
+        "burst_hours",
+        "load_balanced",
         "overrides",
     }
     for i, g in enumerate(raw_groups):
@@ -163,6 +205,19 @@ def parse_scenario(
         accounts = g.get("accounts")
         if not isinstance(accounts, int) or accounts < 1:
             raise fail(f"{key}.accounts", f"expected a positive integer, got {accounts!r}")
+        for flag in ("campaign_user_agents", "load_balanced"):
+            if not isinstance(g.get(flag, False), bool):
+                raise fail(f"{key}.{flag}", f"expected true or false, got {g[flag]!r}")
+        bursts = g.get("bursts", 0)
+        if isinstance(bursts, bool) or not isinstance(bursts, int) or bursts < 0:
+            raise fail(f"{key}.bursts", f"expected an integer >= 0, got {bursts!r}")
+        burst_hours = g.get("burst_hours", 3.0)
+        if isinstance(burst_hours, bool) or not isinstance(burst_hours, int | float):
+            raise fail(f"{key}.burst_hours", f"expected a number of hours, got {burst_hours!r}")
+        if not 0 < burst_hours <= 24 * float(days):
+            raise fail(f"{key}.burst_hours", f"expected 0 < hours <= the window, got {burst_hours}")
+        if g.get("load_balanced", False) and not g.get("campaign"):
+            raise fail(f"{key}.load_balanced", "only a campaign has a dispatcher: set campaign")
         groups.append(
             Group(
                 archetype=arch,
@@ -176,8 +231,18 @@ def parse_scenario(
                 shared_system_prompt=bool(g.get("shared_system_prompt", False)),
                 shared_network=bool(g.get("shared_network", False)),
                 shared_payment=bool(g.get("shared_payment", False)),
+                campaign_user_agents=bool(g.get("campaign_user_agents", True)),
+                bursts=bursts,
+                burst_hours=float(burst_hours),
+                load_balanced=bool(g.get("load_balanced", False)),
             )
         )
+    account_table = data.get("account_table", True)
+    if not isinstance(account_table, bool):
+        raise fail("account_table", f"expected true or false, got {account_table!r}")
+    ranges = data.get("residential_ranges", 0)
+    if isinstance(ranges, bool) or not isinstance(ranges, int) or ranges < 0:
+        raise fail("residential_ranges", f"expected an integer >= 0, got {ranges!r}")
     return Scenario(
         name=str(data.get("name", Path(source).stem)),
         start=start.astimezone(UTC),
@@ -187,4 +252,6 @@ def parse_scenario(
         new_model=models.get("new", "atlas-5"),
         new_release_day=float(models.get("new_release_day", 0.25)),
         description=str(data.get("description", "")),
+        account_table=account_table,
+        residential_ranges=max(16, round(ranges * scale)) if ranges else 0,
     )

@@ -44,11 +44,15 @@ CONTENT_KINDS = (
     "rubric",
     "rewrite",
     "probe",
+    "tutor",
+    "judge",
+    "toolcall",
 )
 PAYLOAD_KINDS = ("instruction", "math", "code", "mc", "agent")
 TOKEN_FAMILIES = ("conv", "code")
 IP_KINDS = ("residential", "cloud", "proxy", "many")
 UA_KINDS = ("popular", "sdk", "browser")
+PHRASINGS = ("stock", "paraphrased")
 
 
 class ArchetypeError(ValueError):
@@ -83,7 +87,9 @@ class Archetype:
     cot_rate: float  # share of prompts that ask for step-by-step reasoning
     languages: dict[str, float]  # language code -> weight
     multi_turn: bool
+    conversation_ids: float  # share of multi-turn accounts whose client sends a conversation id
     system_prompt_rate: float
+    phrasing: str  # stock | paraphrased (synthetic_logs/phrases)
     # tokens and parameters
     tokens: str  # calibration family: conv | code
     prompt_scale: float
@@ -100,6 +106,8 @@ class Archetype:
     logit_bias_max: int
     tools_rate: float
     tools_max: int
+    tool_stop_share: float  # requests with tools that end in "stop" rather than "tool_calls"
+    tool_steps: float  # agents: mean model calls per user turn (tool loops); 0: none
     stream_rate: float
     error_rate: float
     # infrastructure
@@ -107,6 +115,8 @@ class Archetype:
     n_ips: float  # mean distinct IPs per account
     n_keys: float
     ua_kind: str  # popular | sdk | browser
+    ipv6_share: float  # residential IPs that are IPv6
+    end_users: float  # resellers: mean end users behind the account's shared egress; 0: none
     # models and lifecycle
     new_model_share: float  # share of requests on the newest model once released
     pivot: bool  # moves most traffic to a new model within hours of release
@@ -139,6 +149,9 @@ SHARE_FIELDS = frozenset(
         "error_rate",
         "new_model_share",
         "mix_fraction",
+        "tool_stop_share",
+        "ipv6_share",
+        "conversation_ids",
     }
 )
 """Fields that are shares of requests (or days): numbers in [0, 1]."""
@@ -158,11 +171,14 @@ POSITIVE_FIELDS = frozenset(
     }
 )
 """Fields that must be greater than 0 (every other number must not be negative)."""
+ZERO_OR_AT_LEAST_ONE = frozenset({"tool_steps", "end_users"})
+"""Means of counts that are either off (0) or at least 1."""
 CHOICES: dict[str, Collection[str]] = {
     "content": CONTENT_KINDS,
     "tokens": TOKEN_FAMILIES,
     "ip_kind": IP_KINDS,
     "ua_kind": UA_KINDS,
+    "phrasing": PHRASINGS,
 }
 
 
@@ -204,6 +220,8 @@ def _checked_value(name: str, value: Any, profiles: Collection[str]) -> Any:
             raise ValueError(f"expected a share in [0, 1], got {value!r}")
         if name in POSITIVE_FIELDS and number <= 0:
             raise ValueError(f"expected a number > 0, got {value!r}")
+        if name in ZERO_OR_AT_LEAST_ONE and 0 < number < 1:
+            raise ValueError(f"expected 0 (off) or a number >= 1, got {value!r}")
         return number
     if typing.get_origin(kind) is tuple:
         if not isinstance(value, list | tuple) or not value:
