@@ -305,11 +305,13 @@ def test_demo_legitimate_groups_not_flagged_by_linkage(demo_run: dict[str, Any])
 
 @pytest.mark.slow
 def test_stealth_quarter_hydras_found() -> None:
-    """Quarter-size stealth: campaigns lift hydra members far above the account-only recall.
+    """Quarter-size stealth: campaigns recover the hydra members their accounts alone miss.
     (Payment pools do not shrink with ``scale``, so a quarter has fewer shared payments per
     member and links less than the full size, where ARI is ~0.98 and recall ~0.99.)"""
     m = _held_out("stealth", (31, 32), 0.25)["metrics"]
     assert m["member_recall_with"] >= 0.85, m
-    assert m["member_recall_with"] >= m["member_recall_without"] + 0.4, m
+    # campaign evidence finds most of the members that their accounts alone miss
+    missed = 1.0 - m["member_recall_without"]
+    assert m["member_recall_with"] - m["member_recall_without"] >= 0.8 * missed, m
     assert m["ari"] >= 0.75, m
     assert m["normals_newly_flagged"] <= 2, m
