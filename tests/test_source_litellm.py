@@ -45,7 +45,7 @@ from litellm.integrations.generic_api.generic_api_callback import (
 )
 
 # litellm's own pydantic models warn about their TypedDicts' ReadOnly items when first built
-pytestmark = pytest.mark.filterwarnings("ignore:Item .* `ReadOnly` qualifier:UserWarning")
+pytestmark = pytest.mark.filterwarnings("ignore:Items? .* `ReadOnly` qualifier:UserWarning")
 DATA = Path(__file__).parent / "data"
 TEAMS = {  # account -> (virtual key hash, requester IP, end user)
     "team-alpha": ("a" * 64, "203.0.113.10", "alpha-customer-1"),
