@@ -22,6 +22,7 @@ array file is accepted too)::
      "latency_ms" | "duration_ms": number,          required
      "status" | "status_code": int,                 default 200
      "conversation_id" | "session_id": str,         optional
+     "end_user_id": str,       optional; else request.safety_identifier, else request.user
      "model": str,             used when request.model is absent
      "request": {model, messages, temperature, top_p, n, logprobs, top_logprobs, logit_bias,
                  tools, functions, max_tokens | max_completion_tokens | max_output_tokens,
@@ -40,21 +41,31 @@ choice's (for the responses API: completed -> stop, incomplete max_output_tokens
 usage missing (e.g. an error) -> 0 tokens.
 
 ``litellm`` -- a LiteLLM proxy ``LiteLLM_SpendLogs`` export: JSONL, a JSON array (as returned by
-``/spend/logs``) or CSV (header row; JSON columns as JSON strings). Columns used: request_id,
-call_type, api_key, prompt_tokens, completion_tokens, startTime, endTime, request_duration_ms,
-model, model_group, user, metadata, team_id, organization_id, requester_ip_address, messages,
-response, session_id, status, proxy_server_request (the original request body). Mapping:
+``/spend/logs``) or CSV (header row; JSON columns as JSON strings); or LiteLLM standard logging
+payloads (``StandardLoggingPayload``, what its ``generic_api`` callback posts and
+``POST /v1/ingest/litellm`` takes), in the same files. Columns used: request_id (id,
+litellm_call_id), call_type, api_key, prompt_tokens, completion_tokens, startTime, endTime,
+request_duration_ms, model, model_group, user, end_user, metadata, team_id, organization_id,
+requester_ip_address, user_agent, messages, response, session_id, status, error_information,
+proxy_server_request (the original request body), model_parameters (a payload's sampling
+parameters). Mapping:
 
-- account_id: the first non-empty of team_id, metadata.user_api_key_team_id, organization_id,
-  metadata.user_api_key_org_id, user, metadata.user_api_key_user_id;
-- api_key_id: api_key (the hashed key), else metadata.user_api_key;
+- account_id: the first non-empty of team_id, metadata.user_api_key_team_id, metadata.team_id,
+  organization_id, metadata.user_api_key_org_id, user, metadata.user_api_key_user_id;
+- api_key_id: api_key (the hashed key), else metadata.user_api_key_hash, else
+  metadata.user_api_key;
+- end_user_id: end_user, else metadata.user_api_key_end_user_id, else the request's
+  safety_identifier or user;
 - ts = startTime; latency_ms = endTime - startTime, else request_duration_ms;
-- status: "success" -> 200; "failure" -> metadata.error_information.error_code when it is an HTTP
-  code, else 500; a numeric status is used as is; no status at all -> 200;
+- status: "success" -> 200; "failure" -> error_information.error_code (top level or in
+  metadata) when it is an HTTP code, else 500; a numeric status is used as is; none -> 200;
 - ip: requester_ip_address, else metadata.requester_ip_address, else "unknown";
-- user_agent: the user-agent header in metadata.headers or proxy_server_request.headers, else
-  metadata.user_agent, else "unknown";
+- user_agent: user_agent, else the user-agent header in metadata.headers or
+  proxy_server_request.headers, else metadata.user_agent, else "unknown";
 - model: the requested model (proxy_server_request.model), else model_group, else model;
+- sampling parameters from proxy_server_request, else from model_parameters; a payload's own
+  stream flag when the parameters have none; message text "redacted-by-litellm" (message
+  logging turned off) is no prompt;
 - endpoint from call_type: (a)completion -> chat.completions, (a)text_completion -> completions,
   (a)embedding -> embeddings, (a)responses -> responses; any other call_type is kept as is;
 - prompt / system_prompt / sampling parameters from proxy_server_request as for ``openai``
