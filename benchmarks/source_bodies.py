@@ -29,7 +29,8 @@ TEMPLATE = json.loads(
     (REPO / "tests" / "data" / "litellm_standard_payload.jsonl").read_text().splitlines()[0]
 )
 _CALL_TYPES = {"chat.completions": "acompletion", "completions": "atext_completion"}
-_OPERATIONS = {"chat.completions": "chat", "completions": "text_completion"}
+# what GenAI instrumentations record as gen_ai.operation.name (the Responses API is a chat)
+_OPERATIONS = {"completions": "text_completion", "embeddings": "embeddings"}
 
 
 def _epoch_s(ts: Any) -> float:
@@ -114,7 +115,7 @@ def genai_span(ev: dict[str, Any]) -> Span:
     digest = hashlib.blake2b(ev["request_id"].encode(), digest_size=24).digest()
     start = int(_epoch_s(ev["ts"]) * 1e9)
     attrs: dict[str, Any] = {
-        "gen_ai.operation.name": _OPERATIONS.get(ev["endpoint"], ev["endpoint"]),
+        "gen_ai.operation.name": _OPERATIONS.get(ev["endpoint"], "chat"),
         "gen_ai.request.model": ev["model"],
         "gen_ai.request.choice.count": ev["n"],
         "gen_ai.request.stream": ev["stream"],
