@@ -8,6 +8,7 @@ duplicates and bad exports are checked against the same server."""
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import os
 from collections.abc import Iterator, Sequence
@@ -231,6 +232,11 @@ def test_partial_success_json_duplicates_and_bad_exports(server: ThreadServer) -
             content=b"\xff\x00junk",
             headers={"Content-Type": "application/x-protobuf"},
         )
+        bomb = client.post(  # small compressed, over the body limit once decompressed
+            "/v1/traces",
+            content=gzip.compress(b"\0" * (server.settings.max_body_bytes + 1)),
+            headers={"Content-Type": "application/x-protobuf", "Content-Encoding": "gzip"},
+        )
         bad_ids = client.post(
             "/v1/traces",
             content=b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "zz"}]}]}]}',
@@ -252,3 +258,4 @@ def test_partial_success_json_duplicates_and_bad_exports(server: ThreadServer) -
     assert events.height == 1
     assert wrong_type.status_code == 415 and garbage.status_code == 400
     assert bad_ids.status_code == 400 and "not hex" in bad_ids.json()["detail"]
+    assert bomb.status_code == 413
