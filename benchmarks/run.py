@@ -3,7 +3,7 @@
 
     python benchmarks/run.py generate [--scenario default]
     python benchmarks/run.py audit [--scenario default]
-    python benchmarks/run.py detection [--scenario default] [--scenario stealth] [--no-prompt-text]
+    python benchmarks/run.py detection [--scenario default] [--scenario stealth]
     python benchmarks/run.py campaigns [--scenario demo] [--seeds 24] [--scale 1.0]
 
 Timings on a noisy 2-core machine are compared as ratios measured in the same run.
@@ -113,7 +113,7 @@ def bench_audit(scenario: str, seed: int = 1) -> str:
     )
 
 
-def bench_detection(scenario: str, no_prompt_text: bool = False) -> str:
+def bench_detection(scenario: str) -> str:
     from detector import pipeline
     from detector.evaluate import metrics
     from detector.models import DistillScorer
@@ -121,26 +121,14 @@ def bench_detection(scenario: str, no_prompt_text: bool = False) -> str:
 
     t = time.perf_counter()
     train, test = generate(scenario, seed=1), generate(scenario, seed=2)
-    ev_train, ev_test = train.events, test.events
-    if no_prompt_text:  # what a source that logs no messages gives (see the README's sources)
-        blank = [pl.lit(None, pl.String).alias(c) for c in ("prompt", "system_prompt")]
-        ev_train, ev_test = ev_train.with_columns(blank), ev_test.with_columns(blank)
-    c_train = pipeline.compact_events(ev_train)
-    c_test = pipeline.compact_events(ev_test)
-    text = ", NO PROMPT TEXT (prompt and system_prompt null)" if no_prompt_text else ""
+    c_train = pipeline.compact_events(train.events)
+    c_test = pipeline.compact_events(test.events)
     lines = [
         f"### detection `{scenario}` (fit on seed 1, evaluated on seed 2; accounts with their "
-        f"IP / key slices, without campaigns{text})\n"
+        "IP / key slices, without campaigns)\n"
     ]
-    runs: list[tuple[str, pl.DataFrame | None, pl.DataFrame]] = [
-        ("unsupervised", None, c_train),
-        ("supervised", train.labels, c_train),
-    ]
-    if no_prompt_text:  # a model fitted on logs WITH text, scoring logs without
-        with_text = pipeline.compact_events(train.events)
-        runs.append(("unsupervised, fitted on seed 1 WITH prompt text", None, with_text))
-    for mode, labels, fit_on in runs:
-        model = pipeline.fit(fit_on, train.accounts, labels, DistillScorer())
+    for mode, labels in (("unsupervised", None), ("supervised", train.labels)):
+        model = pipeline.fit(c_train, train.accounts, labels, DistillScorer())
         res = pipeline.score(c_test, model, test.accounts, campaigns=False)
         own, f_test = res.alone, res.features
         m = metrics(own, test.labels)
@@ -237,11 +225,6 @@ def main() -> None:
     ap.add_argument("--scenario", action="append")
     ap.add_argument("--seeds", type=int, default=24, help="draws for `campaigns`")
     ap.add_argument("--scale", type=float, default=1.0, help="scenario scale for `campaigns`")
-    ap.add_argument(
-        "--no-prompt-text",
-        action="store_true",
-        help="`detection` with prompt and system_prompt null (sources that log no messages)",
-    )
     args = ap.parse_args()
     scenarios = args.scenario or ["demo" if args.what == "campaigns" else "default"]
     print(f"_Machine: {machine()}_\n")
@@ -249,10 +232,7 @@ def main() -> None:
         if args.what == "campaigns":
             print(bench_campaigns(sc, args.seeds, args.scale), flush=True)
             continue
-        if args.what == "detection":
-            print(bench_detection(sc, args.no_prompt_text), flush=True)
-            continue
-        fn = {"generate": bench_generate, "audit": bench_audit}
+        fn = {"generate": bench_generate, "audit": bench_audit, "detection": bench_detection}
         print(fn[args.what](sc), flush=True)
 
 
