@@ -1,6 +1,7 @@
 """Streaming service benchmark, run by hand (never in the test suite)::
 
     python benchmarks/service_bench.py [--scale 3.0] [--clients 2] [--batch 1000]
+    python benchmarks/service_bench.py --sources --scale 0.5 --batch 512
 
 Measures, against real uvicorn servers in child processes on this machine:
 
@@ -19,6 +20,11 @@ Measures, against real uvicorn servers in child processes on this machine:
 - a per-stage cost breakdown of one 1,000-event batch, in process: what the request path runs
   (validation, then duplicate check + write-ahead log + queue) and what the background loop runs
   (fingerprinting, in chunks), with the orjson and per-line validation paths for comparison.
+
+With ``--sources``, only: the same events through ``POST /v1/events``, ``POST
+/v1/ingest/litellm`` (LiteLLM standard logging payloads) and ``POST /v1/traces`` (OTLP
+protobuf GenAI spans), as a ratio of events/s and of server CPU per event to ``/v1/events``
+(bodies built by ``benchmarks/source_bodies.py``).
 
 Prints a Markdown section for ``benchmarks/RESULTS.md`` and the raw figures as JSON.
 """
@@ -120,8 +126,16 @@ def percentile(values: list[float], q: float) -> float:
 class Load:
     """Send every batch once with ``clients`` threads; record the newest batch sent."""
 
-    def __init__(self, url: str, batches: list[bytes], clients: int) -> None:
-        self.url = url + "/v1/events"
+    def __init__(
+        self,
+        url: str,
+        batches: list[bytes],
+        clients: int,
+        path: str = "/v1/events",
+        content_type: str = "application/x-ndjson",
+    ) -> None:
+        self.url = url + path
+        self.content_type = content_type
         self.batches = batches
         self.clients = clients
         self.sent = 0
@@ -131,7 +145,7 @@ class Load:
         self._next = 0
 
     def _worker(self) -> None:
-        headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/x-ndjson"}
+        headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": self.content_type}
         with httpx.Client(headers=headers, timeout=120) as c:
             while True:
                 with self._lock:
@@ -267,12 +281,140 @@ def run_noop(env: dict[str, str], batches: list[bytes], clients: int, events: in
         noop.wait()
 
 
+def start_service(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    """``distillguard serve`` in a child process configured by ``env``; (process, url)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    code = "from service.server import run_server; from service.settings import Settings; "
+    code += "run_server(Settings())"
+    srv = subprocess.Popen(
+        [sys.executable, "-c", code], env={**env, "DISTILLGUARD_PORT": str(port)}
+    )
+    wait_ready(url, srv)
+    return srv, url
+
+
+# (path, content type) of each source's endpoint
+SOURCES = {
+    "events": ("/v1/events", "application/x-ndjson"),
+    "litellm": ("/v1/ingest/litellm", "application/json"),
+    "otlp": ("/v1/traces", "application/x-protobuf"),
+}
+
+
+def sources_main(args: argparse.Namespace) -> None:
+    """The same events through POST /v1/events (canonical NDJSON), POST /v1/ingest/litellm
+    (LiteLLM standard logging payloads) and POST /v1/traces (OTLP protobuf GenAI spans), each
+    into a fresh service; /v1/events runs first and last and their mean is the reference."""
+    from source_bodies import litellm_bodies, otlp_bodies  # beside this script
+
+    from detector import pipeline
+    from detector.models import DistillScorer
+    from service.replay import to_ndjson
+    from synthetic_logs.generate import generate
+
+    tmp = Path(tempfile.mkdtemp(prefix="dg-bench-sources-"))
+    train = generate("demo", seed=1)
+    model_file = pipeline.fit(train.events, scorer=DistillScorer(target_fpr=0.01)).save(
+        tmp / "model.joblib"
+    )
+    events = generate("demo", seed=3, scale=args.scale).events.sort("ts")
+    bodies = {
+        "events": [to_ndjson(f) for f in events.iter_slices(args.batch)],
+        "litellm": litellm_bodies(events, args.batch),
+        "otlp": otlp_bodies(events, args.batch),
+    }
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "DISTILLGUARD_MODEL_PATH": str(model_file),
+        "DISTILLGUARD_INGEST_TOKENS": TOKEN,
+        "DISTILLGUARD_READ_TOKENS": TOKEN,
+        "DISTILLGUARD_LOG_LEVEL": "warning",
+        "DISTILLGUARD_MAX_BODY_BYTES": str(64 * 2**20),  # LiteLLM payloads are ~11 kB each
+    }
+    runs: list[dict[str, Any]] = []
+    for i, source in enumerate(["events", "litellm", "otlp", "events"]):
+        env["DISTILLGUARD_SNAPSHOT_PATH"] = str(tmp / f"state-{i}")
+        srv, url = start_service(env)
+        try:
+            path, content_type = SOURCES[source]
+            load = Load(url, bodies[source], args.clients, path, content_type)
+            cpu0 = cpu_seconds(srv.pid)
+            secs = load.run()
+            cpu1 = cpu_seconds(srv.pid)
+            accepted = metric(url, "distillguard_events_ingested_total")
+        finally:
+            srv.terminate()
+            srv.wait()
+        if accepted != events.height:
+            raise RuntimeError(f"{source}: {accepted:.0f} of {events.height} events accepted")
+        runs.append(
+            {
+                "source": source,
+                "events_per_s": events.height / secs,
+                "server_cpu_us_per_event": 1e6 * (cpu1 - cpu0) / events.height,
+                "body_bytes_per_event": sum(map(len, bodies[source])) / events.height,
+            }
+        )
+    ref = statistics.mean(r["events_per_s"] for r in runs if r["source"] == "events")
+    ref_cpu = statistics.mean(r["server_cpu_us_per_event"] for r in runs if r["source"] == "events")
+    for r in runs:
+        r["ratio_to_events"] = r["events_per_s"] / ref
+        r["cpu_ratio_to_events"] = r["server_cpu_us_per_event"] / ref_cpu
+    results = {
+        "events": events.height,
+        "batch_size": args.batch,
+        "clients": args.clients,
+        "runs": runs,
+        "load_average_1m_at_end": os.getloadavg()[0],
+    }
+    print(sources_report(results))
+    print(json.dumps(results, indent=2))
+
+
+def sources_report(r: dict[str, Any]) -> str:
+    names = {
+        "events": "`POST /v1/events` (canonical NDJSON)",
+        "litellm": "`POST /v1/ingest/litellm` (LiteLLM payloads, JSON array)",
+        "otlp": "`POST /v1/traces` (OTLP protobuf GenAI spans)",
+    }
+    rows = "\n".join(
+        f"| {names[x['source']]} | {x['events_per_s']:,.0f} | {x['ratio_to_events']:.2f} | "
+        f"{x['server_cpu_us_per_event']:.0f} ({x['cpu_ratio_to_events']:.1f}x) | "
+        f"{x['body_bytes_per_event']:,.0f} |"
+        for x in r["runs"]
+    )
+    return f"""
+### Ingest by source (`python benchmarks/service_bench.py --sources`)
+
+{platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()},
+{datetime.now(UTC):%Y-%m-%d}. The same {r["events"]:,} events of the demo scenario in
+{r["batch_size"]:,}-event batches, {r["clients"]} client connections, each source into a fresh
+service (write-ahead log fsync on), `/v1/events` first and last (the ratio is to their mean);
+1-minute load average {r["load_average_1m_at_end"]:.1f} at the end.
+
+| endpoint | events/s | ratio to /v1/events | server CPU per event, µs (ratio) | body B/event |
+|---|---|---|---|---|
+{rows}
+"""
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--scale", type=float, default=3.0, help="demo scenario scale of the load")
     ap.add_argument("--clients", type=int, default=2, help="concurrent ingest connections")
     ap.add_argument("--batch", type=int, default=1000)
+    ap.add_argument(
+        "--sources",
+        action="store_true",
+        help="only compare ingest through /v1/events, /v1/ingest/litellm and /v1/traces "
+        "(use e.g. --scale 0.5 --batch 512: LiteLLM's and the OTel SDK's batch size)",
+    )
     args = ap.parse_args()
+    if args.sources:
+        sources_main(args)
+        return
 
     from detector import pipeline
     from detector.models import DistillScorer

@@ -49,7 +49,9 @@ def generate(
     scenario: Annotated[
         str,
         typer.Option(
-            "--scenario", "-s", help="Built-in name (demo, default, stealth) or a TOML file."
+            "--scenario",
+            "-s",
+            help="Built-in name (demo, default, stealth, adversarial) or a TOML file.",
         ),
     ] = "demo",
     seed: Annotated[int, typer.Option(help="Random seed: same seed, byte-identical output.")] = 0,
@@ -92,11 +94,15 @@ def generate(
 
 @app.command()
 def convert(
-    source: Annotated[str, typer.Option("--from", help="Log format: openai or litellm.")],
+    source: Annotated[
+        str,
+        typer.Option("--from", help="Log format: openai, litellm, bedrock or azure-openai."),
+    ],
     inputs: Annotated[list[Path], typer.Argument(help="Input log files.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output Parquet file.")],
 ) -> None:
-    """Convert gateway logs (OpenAI-compatible JSONL, LiteLLM SpendLogs) to canonical events."""
+    """Convert request logs to canonical events: OpenAI-compatible JSONL, LiteLLM (SpendLogs or
+    standard logging payloads), AWS Bedrock invocation logs, Azure OpenAI RequestResponse logs."""
     from detector.io.adapters import ADAPTERS
     from detector.io.adapters import convert as do_convert
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import polars as pl
 
 from detector.fingerprints import FINGERPRINT_VERSION
+from detector.io.schema import EVENT_SCHEMA
 from detector.models import DistillScorer
 from service.live_campaigns import LiveCampaigns, pass_from_meta, pass_meta
 from service.locks import StateLocks
@@ -38,6 +39,16 @@ from service.window_store import WindowStore, compact_schema
 REPLAY_CHUNK = 50_000
 
 log = logging.getLogger("distillguard.state")
+
+
+def _upgrade(frame: pl.DataFrame, schema: pl.Schema) -> pl.DataFrame:
+    """A frame written before an optional column joined ``schema`` (e.g. ``end_user_id``):
+    the missing columns as nulls, in the schema's order; other frames as they are."""
+    missing = [c for c in schema if c not in frame.columns]
+    if not missing:
+        return frame
+    nulls = [pl.lit(None, dtype=schema[c]).alias(c) for c in missing]
+    return frame.with_columns(nulls).select(list(schema))
 
 
 class IncompatibleStateError(RuntimeError):
@@ -161,7 +172,9 @@ class Durability:
                     if keep:  # (the log never repeats an id; this guards hand-made logs)
                         fresh = frame if len(keep) == len(ids) else frame[keep]
                         # records of compact events: logs written before the queue existed
-                        store.add(fresh, compact="prompt" not in fresh.columns)
+                        compact = "prompt" not in fresh.columns
+                        schema = compact_schema() if compact else pl.Schema(EVENT_SCHEMA)
+                        store.add(_upgrade(fresh, schema), compact=compact)
                     counts["wal_batches"] += 1
                     counts["wal_events"] += len(keep)
                     if store.n_queued >= REPLAY_CHUNK:
@@ -175,7 +188,8 @@ class Durability:
         """(``fields`` held.) ``snap`` into the (empty) store and coordinator."""
         end = snap.meta.get("window_end")
         last_seen, dirty, scores = accounts_from_frame(snap.accounts)
-        self.store.load(snap.events, datetime.fromisoformat(end) if end else None, last_seen)
+        events = _upgrade(snap.events, compact_schema())
+        self.store.load(events, datetime.fromisoformat(end) if end else None, last_seen)
         last_pass = snap.meta.get("campaign_pass") or {}
         live = None
         if snap.campaigns is not None:

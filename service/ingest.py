@@ -155,7 +155,12 @@ def parse_body(body: bytes, max_events: int) -> ParsedBatch:
 
 def ingest_body(state: ScoringState, body: bytes, max_events: int) -> BatchOutcome:
     """Parse, validate and ingest one request body (runs in a worker thread)."""
-    batch = parse_body(body, max_events)
+    return ingest_batch(state, parse_body(body, max_events))
+
+
+def ingest_batch(state: ScoringState, batch: ParsedBatch) -> BatchOutcome:
+    """Ingest the valid events of a parsed batch (canonical NDJSON, or another source mapped by
+    :mod:`service.sources`); stale events join its problems."""
     lines = batch.lines
     try:
         result = state.ingest(batch.frame)

@@ -212,8 +212,42 @@ class Settings(BaseSettings):
         ),
     )
     log_level: str = Field(default="info", description="Uvicorn log level.")
+    otlp_account_attributes: Annotated[list[str], NoDecode] = Field(
+        default=["distillguard.account_id", "tenant.id", "user.id"],
+        min_length=1,
+        description=(
+            "POST /v1/traces: span or resource attributes naming a GenAI span's account, the "
+            "first present wins (the span's attributes first, then its resource's); "
+            "comma-separated. A span with none of them is rejected."
+        ),
+    )
+    otlp_api_key_attributes: Annotated[list[str], NoDecode] = Field(
+        default=["distillguard.api_key_id"],
+        description="POST /v1/traces: attributes naming the API key (none present: `unknown`).",
+    )
+    otlp_ip_attributes: Annotated[list[str], NoDecode] = Field(
+        default=["client.address", "http.client_ip"],
+        description="POST /v1/traces: attributes naming the client IP (none present: `unknown`).",
+    )
+    otlp_user_agent_attributes: Annotated[list[str], NoDecode] = Field(
+        default=["user_agent.original", "http.user_agent"],
+        description="POST /v1/traces: attributes naming the user agent (none present: `unknown`).",
+    )
+    otlp_end_user_attributes: Annotated[list[str], NoDecode] = Field(
+        default=["enduser.id", "enduser.pseudo.id"],
+        description="POST /v1/traces: attributes naming the end user (none present: null).",
+    )
 
-    @field_validator("ingest_tokens", "read_tokens", mode="before")
+    @field_validator(
+        "ingest_tokens",
+        "read_tokens",
+        "otlp_account_attributes",
+        "otlp_api_key_attributes",
+        "otlp_ip_attributes",
+        "otlp_user_agent_attributes",
+        "otlp_end_user_attributes",
+        mode="before",
+    )
     @classmethod
     def _tokens(cls, value: Any) -> Any:
         return _split_tokens(value)

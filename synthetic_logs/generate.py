@@ -166,6 +166,8 @@ def _sorted_events(
             return pl.Series(name, ts[order]).cast(dtype)
         if name == "request_id":
             return ids.result().alias(name)
+        if name not in groups[0]:  # an optional column the archetypes do not generate
+            return pl.Series(name, [None] * len(ts), dtype=dtype)
         parts = [g.pop(name) for g in groups]
         first = parts[0]
         if isinstance(first, Coded):

@@ -404,7 +404,7 @@ def test_convert_bad_input_writes_nothing(tmp_path: Path) -> None:
 
 
 def test_adapter_registry() -> None:
-    assert list(ADAPTERS) == ["openai", "litellm"]
+    assert list(ADAPTERS) == ["openai", "litellm", "bedrock", "azure-openai"]
     assert ADAPTERS["openai"] is from_openai
     assert ADAPTERS["litellm"] is from_litellm
     assert adapters.convert is convert

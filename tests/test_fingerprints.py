@@ -40,6 +40,7 @@ def make_events(prompts: list[str | None], **cols: list[Any]) -> pl.DataFrame:
         "latency_ms": [100.0] * n,
         "finish_reason": ["stop"] * n,
         "conversation_id": [None] * n,
+        "end_user_id": [None] * n,
     }
     base.update(cols)
     return pl.DataFrame(base, schema=EVENT_SCHEMA)

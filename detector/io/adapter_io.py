@@ -9,11 +9,13 @@ import gzip
 import hashlib
 import json
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
+import orjson
 import polars as pl
 
 from detector.io.schema import (
@@ -29,10 +31,13 @@ from detector.io.schema import (
 
 Paths = str | Path | Sequence[str | Path]
 UNKNOWN = "unknown"
+# what LiteLLM logs instead of a message's text when message logging is off: no prompt (not a
+# prompt every account would share)
+REDACTED = "redacted-by-litellm"
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
-_INT_BITS = {"Int16": 15, "Int32": 31}
+_INT_BITS = {"Int16": 15, "Int32": 31, "Int64": 63}
 _SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv")
 _CALL_TYPES = {
     "completion": "chat.completions",
@@ -272,9 +277,18 @@ def _iter_csv(path: Path) -> Iterator[_ParsedRecord]:
 
 
 _EventFn = Callable[[Any], tuple[dict[str, Any], list[tuple[str | None, str]]]]
+# one decoded input record -> the records it holds, each with the prefix of its fields' names
+# (an envelope such as Azure's {"records": [...]} holds several; most records are their own)
+_SplitFn = Callable[[Any], list[tuple[str, Any]]]
 
 
-def _convert_files(paths: Paths, to_event: _EventFn, *, csv_ok: bool) -> pl.DataFrame:
+def _whole(obj: Any) -> list[tuple[str, Any]]:
+    return [("", obj)]
+
+
+def _convert_files(
+    paths: Paths, to_event: _EventFn, *, csv_ok: bool, split: _SplitFn = _whole
+) -> pl.DataFrame:
     columns: dict[str, list[Any]] = {c: [] for c in EVENT_COLUMNS}
     problems: list[Problem] = []
     for path in expand_paths(paths, _is_log, ".jsonl, .json or .csv", prefer=None):
@@ -283,9 +297,11 @@ def _convert_files(paths: Paths, to_event: _EventFn, *, csv_ok: bool) -> pl.Data
                 where = line or None
                 if err is not None:
                     problems.append(Problem(str(path), where, None, err, kind))
-                else:
-                    event, bad = to_event(obj)
-                    problems.extend(Problem(str(path), where, f, r, kind) for f, r in bad)
+                for prefix, record in split(obj) if err is None else ():
+                    event, bad = to_event(record)
+                    problems.extend(
+                        Problem(str(path), where, _prefixed(prefix, f), r, kind) for f, r in bad
+                    )
                     if not problems:
                         for c in EVENT_COLUMNS:
                             columns[c].append(event.get(c))
@@ -296,6 +312,84 @@ def _convert_files(paths: Paths, to_event: _EventFn, *, csv_ok: bool) -> pl.Data
     if problems:
         raise EventSchemaError(problems)
     return _frame(columns)
+
+
+def _prefixed(prefix: str, field: str | None) -> str | None:
+    if not prefix:
+        return field
+    return prefix + field if field else prefix.rstrip(".")
+
+
+@dataclass
+class ConvertedRecords:
+    """Canonical events of the records that converted, and every problem of the others."""
+
+    frame: pl.DataFrame
+    rows: list[int] = field(default_factory=list)  # number of each frame row's record
+    problems: list[tuple[int, str | None, str]] = field(default_factory=list)  # (n, field, why)
+
+
+def convert_records(
+    records: Iterable[tuple[int, Any, str | None]], to_event: _EventFn, split: _SplitFn = _whole
+) -> ConvertedRecords:
+    """Convert decoded records ``(number, record, decode error or None)`` with an adapter's
+    ``to_event``, keeping the good ones: what the service's source endpoints ingest (the same
+    mapping as ``distillguard convert``, which instead refuses a file with any bad record)."""
+    columns: dict[str, list[Any]] = {c: [] for c in EVENT_COLUMNS}
+    rows: list[int] = []
+    problems: list[tuple[int, str | None, str]] = []
+    for number, obj, err in records:
+        if err is not None:
+            problems.append((number, None, err))
+            continue
+        for prefix, record in split(obj):
+            event, bad = to_event(record)
+            if bad:
+                problems.extend((number, _prefixed(prefix, f), r) for f, r in bad)
+                continue
+            for c in EVENT_COLUMNS:
+                columns[c].append(event.get(c))
+            rows.append(number)
+    return ConvertedRecords(_frame(columns), rows, problems)
+
+
+def iter_json_body(body: bytes) -> Iterator[tuple[int, Any, str | None]]:
+    """The records of a request body: a JSON array (elements numbered from 1), one JSON object,
+    or NDJSON (lines numbered from 1, blank lines skipped); ``(number, value, None)`` or
+    ``(number, None, reason)`` for a line that is not JSON. Raises ValueError for a
+    malformed array or object (the body as a whole)."""
+    text = body.strip()
+    if text[:1] in (b"[", b"{") and (text[:1] == b"[" or b"\n" not in text):
+        try:
+            value = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            if text[:1] == b"[":
+                raise ValueError(f"malformed JSON array: {_json_reason(text)}") from None
+        else:
+            items = value if isinstance(value, list) else [value]
+            yield from ((i, item, None) for i, item in enumerate(items, start=1))
+            return
+    for lineno, raw in enumerate(body.split(b"\n"), start=1):
+        raw = raw.strip()
+        if not raw:
+            continue
+        try:
+            yield lineno, orjson.loads(raw), None
+        except orjson.JSONDecodeError:
+            yield lineno, None, f"malformed JSON: {_json_reason(raw)}"
+
+
+def _json_reason(raw: bytes) -> str:
+    """The stdlib ``json`` message for malformed JSON (clearer than orjson's)."""
+    try:
+        json.loads(raw)
+    except json.JSONDecodeError as exc:
+        return f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+    except UnicodeDecodeError as exc:
+        return f"not UTF-8 ({exc.reason})"
+    except RecursionError:
+        return "nested too deeply"
+    return "not JSON"  # pragma: no cover - orjson and json refuse the same documents here
 
 
 def _frame(columns: dict[str, list[Any]]) -> pl.DataFrame:

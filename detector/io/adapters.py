@@ -22,6 +22,7 @@ array file is accepted too)::
      "latency_ms" | "duration_ms": number,          required
      "status" | "status_code": int,                 default 200
      "conversation_id" | "session_id": str,         optional
+     "end_user_id": str,       optional; else request.safety_identifier, else request.user
      "model": str,             used when request.model is absent
      "request": {model, messages, temperature, top_p, n, logprobs, top_logprobs, logit_bias,
                  tools, functions, max_tokens | max_completion_tokens | max_output_tokens,
@@ -40,21 +41,31 @@ choice's (for the responses API: completed -> stop, incomplete max_output_tokens
 usage missing (e.g. an error) -> 0 tokens.
 
 ``litellm`` -- a LiteLLM proxy ``LiteLLM_SpendLogs`` export: JSONL, a JSON array (as returned by
-``/spend/logs``) or CSV (header row; JSON columns as JSON strings). Columns used: request_id,
-call_type, api_key, prompt_tokens, completion_tokens, startTime, endTime, request_duration_ms,
-model, model_group, user, metadata, team_id, organization_id, requester_ip_address, messages,
-response, session_id, status, proxy_server_request (the original request body). Mapping:
+``/spend/logs``) or CSV (header row; JSON columns as JSON strings); or LiteLLM standard logging
+payloads (``StandardLoggingPayload``, what its ``generic_api`` callback posts and
+``POST /v1/ingest/litellm`` takes), in the same files. Columns used: request_id (id,
+litellm_call_id), call_type, api_key, prompt_tokens, completion_tokens, startTime, endTime,
+request_duration_ms, model, model_group, user, end_user, metadata, team_id, organization_id,
+requester_ip_address, user_agent, messages, response, session_id, status, error_information,
+proxy_server_request (the original request body), model_parameters (a payload's sampling
+parameters). Mapping:
 
-- account_id: the first non-empty of team_id, metadata.user_api_key_team_id, organization_id,
-  metadata.user_api_key_org_id, user, metadata.user_api_key_user_id;
-- api_key_id: api_key (the hashed key), else metadata.user_api_key;
+- account_id: the first non-empty of team_id, metadata.user_api_key_team_id, metadata.team_id,
+  organization_id, metadata.user_api_key_org_id, user, metadata.user_api_key_user_id;
+- api_key_id: api_key (the hashed key), else metadata.user_api_key_hash, else
+  metadata.user_api_key;
+- end_user_id: end_user, else metadata.user_api_key_end_user_id, else the request's
+  safety_identifier or user;
 - ts = startTime; latency_ms = endTime - startTime, else request_duration_ms;
-- status: "success" -> 200; "failure" -> metadata.error_information.error_code when it is an HTTP
-  code, else 500; a numeric status is used as is; no status at all -> 200;
+- status: "success" -> 200; "failure" -> error_information.error_code (top level or in
+  metadata) when it is an HTTP code, else 500; a numeric status is used as is; none -> 200;
 - ip: requester_ip_address, else metadata.requester_ip_address, else "unknown";
-- user_agent: the user-agent header in metadata.headers or proxy_server_request.headers, else
-  metadata.user_agent, else "unknown";
+- user_agent: user_agent, else the user-agent header in metadata.headers or
+  proxy_server_request.headers, else metadata.user_agent, else "unknown";
 - model: the requested model (proxy_server_request.model), else model_group, else model;
+- sampling parameters from proxy_server_request, else from model_parameters; a payload's own
+  stream flag when the parameters have none; message text "redacted-by-litellm" (message
+  logging turned off) is no prompt;
 - endpoint from call_type: (a)completion -> chat.completions, (a)text_completion -> completions,
   (a)embedding -> embeddings, (a)responses -> responses; any other call_type is kept as is;
 - prompt / system_prompt / sampling parameters from proxy_server_request as for ``openai``
@@ -74,6 +85,7 @@ import polars as pl
 
 from detector.io.adapter_io import (
     _CALL_TYPES,
+    REDACTED,
     UNKNOWN,
     Paths,
     _Bad,
@@ -89,6 +101,7 @@ from detector.io.adapter_io import (
     _str,
     _ts_us,
 )
+from detector.io.cloud import from_azure_openai, from_bedrock
 
 
 def _text(content: Any) -> str | None:
@@ -109,7 +122,7 @@ def _split_turns(messages: Any, field: str) -> tuple[str | None, str | None]:
     if messages is None or messages == {}:
         return None, None
     if isinstance(messages, str):
-        return messages, None
+        return (messages if messages != REDACTED else None), None
     if not isinstance(messages, list):
         raise _Bad(field, f"expected a list of messages, got {type(messages).__name__}")
     user: list[str] = []
@@ -122,7 +135,7 @@ def _split_turns(messages: Any, field: str) -> tuple[str | None, str | None]:
             continue  # token ids: no text
         text = _text(item.get("content"))
         role = item.get("role")
-        if text is None:
+        if text is None or text == REDACTED:
             continue
         if role == "user":
             user.append(text)
@@ -216,6 +229,7 @@ def _openai_event(obj: Any) -> tuple[dict[str, Any], list[tuple[str | None, str]
         "latency_ms": rec.req(_float, "latency_ms", "duration_ms"),
         "status": rec.opt(_int16, "status", "status_code", default=200),
         "conversation_id": rec.opt(_str, "conversation_id", "session_id"),
+        "end_user_id": rec.opt(_str, "end_user_id") or body.opt(_str, "safety_identifier", "user"),
         "prompt_tokens": usage.opt(_int, "prompt_tokens", "input_tokens", default=0),
         "completion_tokens": usage.opt(_int, "completion_tokens", "output_tokens", default=0),
         "finish_reason": _finish_reason(response.data),
@@ -254,7 +268,7 @@ def _user_agent(meta: dict[str, Any], psr: dict[str, Any]) -> str | None:
     return agent if isinstance(agent, str) and agent else None
 
 
-def _litellm_status(status: Any, meta: dict[str, Any], field: str) -> int:
+def _litellm_status(status: Any, obj: dict[str, Any], meta: dict[str, Any], field: str) -> int:
     if not _present(status):
         status = meta.get("status")
     if not _present(status):
@@ -263,7 +277,7 @@ def _litellm_status(status: Any, meta: dict[str, Any], field: str) -> int:
     if text == "success":
         return 200
     if text == "failure":
-        info = meta.get("error_information")
+        info = obj.get("error_information") or meta.get("error_information")
         code = info.get("error_code") if isinstance(info, dict) else None
         try:
             number = int(str(code))
@@ -280,6 +294,8 @@ def _litellm_event(obj: Any) -> tuple[dict[str, Any], list[tuple[str | None, str
     meta = rec.sub("metadata", decode=True)
     psr = rec.sub("proxy_server_request", decode=True)
     body = psr.sub("body") if isinstance(psr.data.get("body"), dict) else psr
+    if not psr.data and "model_parameters" in obj:  # a StandardLoggingPayload
+        body = rec.sub("model_parameters", decode=True)
     response = rec.sub("response", decode=True, strict=False)
     messages = obj.get("messages")  # JSON text, or a plain prompt string (text completions)
     if isinstance(messages, str) and messages.lstrip().startswith(("[", "{")):
@@ -287,14 +303,19 @@ def _litellm_event(obj: Any) -> tuple[dict[str, Any], list[tuple[str | None, str
     messages = messages if isinstance(messages, list | str) else None
     m = meta.data
     ev: dict[str, Any] = {
-        "request_id": rec.req(_str, "request_id"),
+        "request_id": rec.req(_str, "request_id", "id", "litellm_call_id"),
         "ts": rec.req(_ts_us, "startTime"),
         "prompt_tokens": rec.opt(_int, "prompt_tokens", default=0),
         "completion_tokens": rec.opt(_int, "completion_tokens", default=0),
         "conversation_id": rec.opt(_str, "session_id"),
         "finish_reason": _finish_reason(response.data),
-        "status": rec.convert(lambda v, f: _litellm_status(v, m, f), "status", obj.get("status")),
-        "user_agent": _user_agent(m, psr.data) or UNKNOWN,
+        "status": rec.convert(
+            lambda v, f: _litellm_status(v, obj, m, f), "status", obj.get("status")
+        ),
+        "user_agent": rec.opt(_str, "user_agent") or _user_agent(m, psr.data) or UNKNOWN,
+        "end_user_id": rec.opt(_str, "end_user")
+        or meta.opt(_str, "user_api_key_end_user_id")
+        or body.opt(_str, "safety_identifier", "user"),
     }
     end = rec.opt(_ts_us, "endTime")
     if ev["ts"] is not None and end is not None:
@@ -308,6 +329,7 @@ def _litellm_event(obj: Any) -> tuple[dict[str, Any], list[tuple[str | None, str
     accounts = [
         ("team_id", obj.get("team_id")),
         ("metadata.user_api_key_team_id", m.get("user_api_key_team_id")),
+        ("metadata.team_id", m.get("team_id")),
         ("organization_id", obj.get("organization_id")),
         ("metadata.user_api_key_org_id", m.get("user_api_key_org_id")),
         ("user", obj.get("user")),
@@ -321,9 +343,10 @@ def _litellm_event(obj: Any) -> tuple[dict[str, Any], list[tuple[str | None, str
         ev["account_id"] = rec.convert(_str, *found)
     key_field, key = rec.pick("api_key")
     if key is None:
-        key_field, key = meta.pick("user_api_key")
+        key_field, key = meta.pick("user_api_key_hash", "user_api_key")
     if key is None:
-        rec.problems.append(("api_key", "missing required field (or metadata.user_api_key)"))
+        reason = "missing required field (or metadata.user_api_key_hash, metadata.user_api_key)"
+        rec.problems.append(("api_key", reason))
     else:
         ev["api_key_id"] = rec.convert(lambda v, f: _key_id(_str(v, f)), key_field, key)
     ev["ip"] = rec.opt(_str, "requester_ip_address") or meta.opt(
@@ -338,6 +361,8 @@ def _litellm_event(obj: Any) -> tuple[dict[str, Any], list[tuple[str | None, str
         sync = call_type[1:] if call_type.startswith("a") else call_type  # acompletion -> ...
         ev["endpoint"] = _CALL_TYPES.get(call_type) or _CALL_TYPES.get(sync) or call_type
     ev.update(_body_fields(body, messages))
+    if "stream" not in body.data and isinstance(obj.get("stream"), bool):
+        ev["stream"] = obj["stream"]  # a StandardLoggingPayload's own flag
     return ev, rec.problems
 
 
@@ -352,6 +377,8 @@ def from_litellm(paths: Paths) -> pl.DataFrame:
 ADAPTERS: dict[str, Callable[[Paths], pl.DataFrame]] = {
     "openai": from_openai,
     "litellm": from_litellm,
+    "bedrock": from_bedrock,
+    "azure-openai": from_azure_openai,
 }
 
 

@@ -49,6 +49,9 @@ EVENT_SCHEMA: dict[str, pl.DataType] = {
     "latency_ms": pl.Float32(),
     "finish_reason": pl.String(),
     "conversation_id": pl.String(),
+    # the end user behind an account's key (a reseller's or gateway's customer): OpenAI `user` /
+    # `safety_identifier`, LiteLLM `end_user`, OpenTelemetry `enduser.id`; optional
+    "end_user_id": pl.String(),
 }
 EVENT_COLUMNS: list[str] = list(EVENT_SCHEMA)
 
@@ -62,6 +65,7 @@ NULLABLE_EVENT_COLUMNS: frozenset[str] = frozenset(
         "top_logprobs",
         "finish_reason",
         "conversation_id",
+        "end_user_id",
     }
 )
 REQUIRED_EVENT_COLUMNS: list[str] = [c for c in EVENT_COLUMNS if c not in NULLABLE_EVENT_COLUMNS]

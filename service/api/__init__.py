@@ -1,7 +1,15 @@
 """HTTP routes, one module per resource."""
 
-from service.api import accounts, campaigns, events, health, metrics
+from service.api import accounts, campaigns, events, health, litellm, metrics, otlp
 
-ROUTERS = (events.router, accounts.router, campaigns.router, health.router, metrics.router)
+ROUTERS = (
+    events.router,
+    litellm.router,
+    otlp.router,
+    accounts.router,
+    campaigns.router,
+    health.router,
+    metrics.router,
+)
 
 __all__ = ["ROUTERS"]
