@@ -109,8 +109,15 @@ def metric_values(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], fl
     return out
 
 
-def scrape(client: httpx.Client) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    r = client.get("/metrics")
+def scrape(
+    client: httpx.Client, token: str | None = None
+) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """The metrics (/metrics needs the read scope by default): with ``token``, else with the
+    client's own token, else with :data:`READ`."""
+    headers = {}
+    if token or "authorization" not in client.headers:
+        headers["Authorization"] = f"Bearer {token or READ}"
+    r = client.get("/metrics", headers=headers)
     r.raise_for_status()
     return metric_values(r.text)
 
