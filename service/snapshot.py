@@ -68,7 +68,8 @@ def write_snapshot(root: str | Path, data: SnapshotData) -> Path:
     """Write ``data`` as a new snapshot under ``root`` and make it current; returns its dir.
     Raises OSError (the previous snapshot stays current; no temporary directory is left) when
     it cannot be written."""
-    base = private_dir(Path(root))
+    base = Path(root)  # (made private at start-up: see Durability.restore)
+    base.mkdir(parents=True, exist_ok=True, mode=0o700)
     seq = int(data.meta["wal_seq"])
     name, k = f"snap-{seq:020d}", 0
     while (base / name).exists():  # same WAL position as the current one: never overwrite it

@@ -248,13 +248,17 @@ class WriteAheadLog:
         """A write or sync failed: cut the segment back to its whole records (best effort) and
         close it; the next append starts a new segment."""
         assert self._fd is not None and self._segment is not None
+        segment, empty = self._segment, self._size == 0
         try:
             os.ftruncate(self._fd, self._size)
             if self.fsync:
                 os.fdatasync(self._fd)
         except OSError as exc:  # the reader skips the torn tail
-            log.error("could not truncate %s after a failed write: %s", self._segment, exc)
+            log.error("could not truncate %s after a failed write: %s", segment, exc)
+            empty = False
         self.close()
+        if empty:  # no record in it: retries during a full disk leave no trail of empty files
+            segment.unlink(missing_ok=True)
 
     def probe(self) -> None:
         """Check that the log can be written again after a failure: opens a segment if none is

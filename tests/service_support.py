@@ -15,6 +15,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,14 @@ def model_path(detectors: tuple[str, ...] = ("hbos", "capped_sum")) -> Path:
         model = DistillScorer(target_fpr=0.02, detectors=detectors).fit(feats)
     out = Path(tempfile.mkdtemp(prefix="dg-model-")) / "model.joblib"
     return model.save(out)
+
+
+def to_now(frame: pl.DataFrame, lead: timedelta = timedelta(minutes=1)) -> pl.DataFrame:
+    """``frame`` shifted in time so that its newest event is ``lead`` before now (the service
+    rejects events ahead of its clock)."""
+    newest = frame["ts"].max()
+    assert isinstance(newest, datetime)
+    return frame.with_columns(pl.col("ts") + (datetime.now(UTC) - lead - newest))
 
 
 def state_config(**settings: Any) -> StateConfig:
@@ -184,29 +193,44 @@ class ThreadServer:
 
 
 class ProcessServer:
-    """``run_server(Settings())`` in a child process configured by environment variables."""
+    """``run_server(Settings())`` in a child process configured by environment variables
+    (``module``: run that module instead, e.g. ``tests.fault_injection``; ``env``: more
+    environment variables)."""
 
-    def __init__(self, settings: Settings, log_path: Path) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        log_path: Path,
+        *,
+        module: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.settings = settings
         self.url = f"http://127.0.0.1:{settings.port}"
         self.log_path = log_path
+        self.module = module
+        self.env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> ProcessServer:
-        env = {**os.environ, **settings_env(self.settings)}
+    def start(self, *, ready: bool = True) -> ProcessServer:
+        """Start it and wait until /readyz answers 200 (``ready=False``: until /healthz does)."""
+        env = {**os.environ, **settings_env(self.settings), **self.env}
         env.setdefault("PYTHONPATH", str(REPO))
-        code = "from service.server import run_server; from service.settings import Settings; "
-        code += "run_server(Settings())"
+        if self.module:
+            cmd = [sys.executable, "-m", self.module]
+        else:
+            code = "from service.server import run_server; from service.settings import Settings; "
+            cmd = [sys.executable, "-c", code + "run_server(Settings())"]
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=log, stderr=log)
-        wait_for(self._ready, 60, every=0.1)
+        self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log, cwd=REPO)
+        wait_for(lambda: self._answers("/readyz" if ready else "/healthz"), 60, every=0.1)
         return self
 
-    def _ready(self) -> bool:
+    def _answers(self, path: str) -> bool:
         assert self.proc is not None
         if self.proc.poll() is not None:
             raise RuntimeError(f"server exited {self.proc.returncode}: {self.log_path.read_text()}")
-        return httpx.get(self.url + "/readyz", headers=_auth(self.settings), timeout=2).is_success
+        return httpx.get(self.url + path, headers=_auth(self.settings), timeout=2).is_success
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         assert self.proc is not None

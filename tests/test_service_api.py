@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,6 +32,7 @@ from tests.service_support import (
     scenario,
     scrape,
     settle,
+    wait_for,
 )
 
 MAX_BODY = 256 * 1024
@@ -274,3 +277,42 @@ def test_metrics_match_what_happened(server: ThreadServer) -> None:
     assert types["distillguard_account_score"] == "gaugehistogram"
     assert types["distillguard_events_ingested"] == "counter"
     assert types["distillguard_campaigns"] == "gauge"
+
+
+def test_bodies_past_the_limit_wait_unread(model: DistillScorer) -> None:
+    """max_bodies_in_flight bounds the bodies read or held at once: while one slow body holds
+    the only slot, another request is not served; it is once the first is done."""
+    settings = Settings(
+        model_path=model_path(),
+        port=free_port(),
+        ingest_tokens=[INGEST],
+        read_tokens=[READ],
+        max_bodies_in_flight=1,
+    )
+    first, second = records(3000, 2), records(3002, 2)
+    gate, done = threading.Event(), {}
+
+    def slow() -> Iterator[bytes]:
+        yield (json.dumps(first[0]) + "\n").encode()
+        gate.wait(30)
+        yield json.dumps(first[1]).encode()
+
+    def send(name: str, body: bytes | Iterator[bytes]) -> None:
+        with client_for(srv.url) as c:
+            r = post(c, body)
+        done[name] = (time.monotonic(), r)
+
+    with ThreadServer(settings, model) as srv:
+        slots = srv.app.state.runtime.body_slots
+        a = threading.Thread(target=send, args=("a", slow()))
+        a.start()
+        wait_for(slots.locked)  # the slow body holds the slot
+        b = threading.Thread(target=send, args=("b", ndjson(second)))
+        b.start()
+        b.join(1.0)
+        assert "b" not in done  # waiting for the slot
+        gate.set()
+        a.join(30)
+        b.join(30)
+    assert done["a"][1].json()["accepted"] == 2 and done["b"][1].json()["accepted"] == 2
+    assert done["a"][0] <= done["b"][0]
