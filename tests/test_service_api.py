@@ -290,7 +290,8 @@ def test_bodies_past_the_limit_wait_unread(model: DistillScorer) -> None:
         max_bodies_in_flight=1,
     )
     first, second = records(3000, 2), records(3002, 2)
-    gate, done = threading.Event(), {}
+    gate = threading.Event()
+    done: dict[str, tuple[float, httpx.Response]] = {}
 
     def slow() -> Iterator[bytes]:
         yield (json.dumps(first[0]) + "\n").encode()
