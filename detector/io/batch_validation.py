@@ -423,33 +423,72 @@ def _bulk(data: bytes, n: int) -> pl.DataFrame | None:
 
 
 def _bulk_rules_pass(table: pa.Table) -> bool:
-    """Does every value of ``table`` (read by pyarrow, NaN already excluded) pass the field
-    rules of :func:`detector.io.schema.check_value`: integer and float bounds, identifier and
-    short-string rules?"""
+    """Does every value of ``table`` (read by pyarrow, NaN already excluded) surely pass the
+    field rules of :func:`detector.io.schema.check_value`: integer and float bounds, identifier
+    and short-string rules? Conservative (a False only sends the body the per-record way) and
+    cheap: numpy over the columns' buffers (values under null slots included: at worst a
+    needless False), and a regex only for string columns holding suspect bytes."""
     for name, (lo, hi) in _NARROWED.items():
-        got = pc.min_max(table.column(name), memory_pool=_POOL).as_py()
-        if got["min"] is not None and (got["min"] < lo or got["max"] > hi):
-            return False
+        for chunk in table.column(name).chunks:
+            values = _numbers(chunk)
+            if values.size and (values.min() < lo or values.max() > hi):
+                return False
     for name, low in _FLOAT_MINS.items():
-        least = pc.min(table.column(name), memory_pool=_POOL).as_py()
-        if least is not None and not least >= low:
-            return False
-    for name in (*ID_FIELDS, *LABEL_FIELDS):
-        col = table.column(name)
-        lengths = pc.min_max(pc.utf8_length(col, memory_pool=_POOL), memory_pool=_POOL).as_py()
-        if lengths["max"] is None:  # every value null
-            continue
+        for chunk in table.column(name).chunks:
+            values = _numbers(chunk)
+            if values.size and not values.min() >= low:  # NaN under a null: a needless False
+                return False
+    for name in _STRING_RULES:
         is_id = name in ID_FIELDS
-        if lengths["max"] > (MAX_ID_CHARS if is_id else MAX_LABEL_CHARS):
-            return False
-        if is_id and (lengths["min"] == 0 or pc.any(pc.is_in(col, _DOT_IDS)).as_py()):
-            return False
-        pattern = ID_FORBIDDEN_RE2 if is_id else LABEL_FORBIDDEN_RE2
-        if pc.any(pc.match_substring_regex(col, pattern, memory_pool=_POOL)).as_py():
-            return False
+        for chunk in table.column(name).chunks:
+            if not _strings_surely_pass(chunk, is_id):
+                return False
     return True
 
 
+def _numbers(chunk: pa.Array) -> np.ndarray:
+    """The values buffer of a numeric array, as numpy (null slots hold whatever is there)."""
+    dtype = np.dtype(chunk.type.to_pandas_dtype())
+    values = np.frombuffer(chunk.buffers()[1], dtype=dtype)
+    return values[chunk.offset : chunk.offset + len(chunk)]
+
+
+def _strings_surely_pass(chunk: pa.Array, is_id: bool) -> bool:
+    """Do the strings of ``chunk`` surely pass :func:`~detector.io.schema.check_string`?"""
+    if len(chunk) == 0:
+        return True
+    offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int32)
+    offsets = offsets[chunk.offset : chunk.offset + len(chunk) + 1]
+    lengths = np.diff(offsets)  # bytes (>= characters); null slots: 0
+    limit = MAX_ID_CHARS if is_id else MAX_LABEL_CHARS
+    if lengths.max() > limit and pc.max(pc.utf8_length(chunk)).as_py() > limit:
+        return False
+    if is_id and lengths.min() <= 2:  # empty, '.' or '..' (or a null slot)
+        if chunk.null_count < len(chunk) and pc.min(pc.binary_length(chunk)).as_py() == 0:
+            return False
+        if pc.any(pc.is_in(chunk, _DOT_IDS)).as_py():
+            return False
+    data = chunk.buffers()[2]
+    if data is None:
+        return True
+    raw = np.frombuffer(data, dtype=np.uint8)[offsets[0] : offsets[-1]]
+    if not (_ID_SUSPECT if is_id else _LABEL_SUSPECT)[raw].any():
+        return True  # (the usual column: ASCII without a control character)
+    pattern = ID_FORBIDDEN_RE2 if is_id else LABEL_FORBIDDEN_RE2
+    return not pc.any(pc.match_substring_regex(chunk, pattern, memory_pool=_POOL)).as_py()
+
+
+def _suspects(forbidden: bytes) -> np.ndarray:
+    """Bytes whose presence in UTF-8 text may mean a character check_string refuses: the
+    one-byte ones themselves, and the lead bytes of C1 controls (U+0080-U+009F: C2 80-9F) and
+    of U+2028 / U+2029 (E2 80 A8 / A9), which a regex then checks exactly."""
+    table = np.zeros(256, dtype=bool)
+    table[[*range(0x20), 0x7F, 0xC2, 0xE2, *forbidden]] = True
+    return table
+
+
+_LABEL_SUSPECT = _suspects(b"")
+_ID_SUSPECT = _suspects(b"/\\")
 _DOT_IDS = pa.array(sorted(DOT_IDS), pa.string())
 
 
