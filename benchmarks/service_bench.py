@@ -23,9 +23,9 @@ Measures, against real uvicorn servers in child processes on this machine:
 Prints a Markdown section for ``benchmarks/RESULTS.md`` and the raw figures as JSON.
 
 ``--compare DIR`` measures only the sustained ingest, of this checkout and of another one (e.g.
-``git worktree add /tmp/base <commit>``), alternating ``--rounds`` times on the same batches in
-one run, each server on a fresh state directory: before / after figures on the same machine
-load.
+``git archive <commit> | tar -x -C /tmp/base``), ``--rounds`` times on the same batches in one
+run, in the order A B B A A B ..., each server on a fresh state directory: before / after
+figures on the same machine load.
 """
 
 from __future__ import annotations
@@ -283,7 +283,7 @@ def compare_ingest(
     code += "run_server(Settings())"
     n_events = sum(b.count(b"\n") for b in batches[5:])
     for r in range(rounds):
-        for d in dirs:
+        for d in dirs if r % 2 == 0 else dirs[::-1]:  # ABBA...: no checkout always second
             port = free_port()
             state = Path(tempfile.mkdtemp(prefix="dg-ab-state-"))
             e = {**env, "PYTHONPATH": str(d), "DISTILLGUARD_PORT": str(port)}

@@ -427,7 +427,8 @@ def _bulk_rules_pass(table: pa.Table) -> bool:
     field rules of :func:`detector.io.schema.check_value`: integer and float bounds, identifier
     and short-string rules? Conservative (a False only sends the body the per-record way) and
     cheap: numpy over the columns' buffers (values under null slots included: at worst a
-    needless False), and a regex only for string columns holding suspect bytes."""
+    needless False), and a regex only for string columns holding bytes other than printable
+    ASCII."""
     for name, (lo, hi) in _NARROWED.items():
         for chunk in table.column(name).chunks:
             values = _numbers(chunk)
@@ -464,31 +465,20 @@ def _strings_surely_pass(chunk: pa.Array, is_id: bool) -> bool:
     if lengths.max() > limit and pc.max(pc.utf8_length(chunk)).as_py() > limit:
         return False
     if is_id and lengths.min() <= 2:  # empty, '.' or '..' (or a null slot)
-        if chunk.null_count < len(chunk) and pc.min(pc.binary_length(chunk)).as_py() == 0:
-            return False
-        if pc.any(pc.is_in(chunk, _DOT_IDS)).as_py():
+        least = lengths.min() if not chunk.null_count else pc.min(pc.binary_length(chunk)).as_py()
+        dots = least is not None and least <= 2 and pc.any(pc.is_in(chunk, _DOT_IDS)).as_py()
+        if least == 0 or dots:
             return False
     data = chunk.buffers()[2]
-    if data is None:
+    if data is None or offsets[-1] == offsets[0]:
         return True
     raw = np.frombuffer(data, dtype=np.uint8)[offsets[0] : offsets[-1]]
-    if not (_ID_SUSPECT if is_id else _LABEL_SUSPECT)[raw].any():
-        return True  # (the usual column: ASCII without a control character)
-    pattern = ID_FORBIDDEN_RE2 if is_id else LABEL_FORBIDDEN_RE2
+    if raw.min() >= 0x20 and raw.max() < 0x7F:  # printable ASCII (the usual column)
+        return not is_id or not (b"/" in (text := raw.tobytes()) or b"\\" in text)
+    pattern = ID_FORBIDDEN_RE2 if is_id else LABEL_FORBIDDEN_RE2  # control or non-ASCII bytes
     return not pc.any(pc.match_substring_regex(chunk, pattern, memory_pool=_POOL)).as_py()
 
 
-def _suspects(forbidden: bytes) -> np.ndarray:
-    """Bytes whose presence in UTF-8 text may mean a character check_string refuses: the
-    one-byte ones themselves, and the lead bytes of C1 controls (U+0080-U+009F: C2 80-9F) and
-    of U+2028 / U+2029 (E2 80 A8 / A9), which a regex then checks exactly."""
-    table = np.zeros(256, dtype=bool)
-    table[[*range(0x20), 0x7F, 0xC2, 0xE2, *forbidden]] = True
-    return table
-
-
-_LABEL_SUSPECT = _suspects(b"")
-_ID_SUSPECT = _suspects(b"/\\")
 _DOT_IDS = pa.array(sorted(DOT_IDS), pa.string())
 
 
