@@ -49,7 +49,7 @@ from pathlib import Path
 
 import polars as pl
 
-from service.fsync import fsync_path, private_dir
+from service.fsync import fsync_path, private_dir, private_file
 
 log = logging.getLogger("distillguard.wal")
 
@@ -118,6 +118,8 @@ class WriteAheadLog:
     def __init__(self, directory: str | Path, *, fsync: bool = True) -> None:
         self.dir = Path(directory)
         private_dir(self.dir)
+        for seg in self.segments():  # (segments of earlier versions were made 0644)
+            private_file(seg)
         self.fsync = fsync
         self._fd: int | None = None
         self._segment: Path | None = None

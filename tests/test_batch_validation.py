@@ -130,6 +130,12 @@ ODD_VALUES: list[dict[str, Any]] = [
     {"model": "m\x7f"},
     {"ip": "1.2.3.4\r"},
     {"endpoint": "/v1/chat/completions"},
+    {"account_id": "caf\u00e9"},  # non-ASCII: the bulk path's exact check
+    {"account_id": "\u00c2\u0080"},  # the characters whose UTF-8 looks like a C1 control's
+    {"api_key_id": "\u00e2\u0080\u00a8"},
+    {"conversation_id": "x\u0085y"},
+    {"user_agent": "Mozilla/5.0 (\u65e5\u672c)"},
+    {"model": "m\u2029"},
 ]
 
 ODD_LINES: list[str] = [
