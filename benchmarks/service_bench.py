@@ -27,6 +27,11 @@ protobuf GenAI spans), as a ratio of events/s and of server CPU per event to ``/
 (bodies built by ``benchmarks/source_bodies.py``).
 
 Prints a Markdown section for ``benchmarks/RESULTS.md`` and the raw figures as JSON.
+
+``--compare DIR`` measures only the sustained ingest, of this checkout and of another one (e.g.
+``git archive <commit> | tar -x -C /tmp/base``), ``--rounds`` times on the same batches in one
+run, in the order A B B A A B ..., each server on a fresh state directory: before / after
+figures on the same machine load.
 """
 
 from __future__ import annotations
@@ -109,7 +114,8 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 120) ->
 def metric(url: str, name: str) -> float:
     from prometheus_client.parser import text_string_to_metric_families
 
-    for fam in text_string_to_metric_families(httpx.get(url + "/metrics").text):
+    auth = {"Authorization": f"Bearer {TOKEN}"}  # /metrics needs the read scope
+    for fam in text_string_to_metric_families(httpx.get(url + "/metrics", headers=auth).text):
         for s in fam.samples:
             if s.name == name and not s.labels:
                 return float(s.value)
@@ -188,7 +194,7 @@ def probe_freshness(url: str, load: Load, out: list[float], acks: list[float]) -
     rng = random.Random(1)
     n = 0
     outstanding: list[tuple[str, float]] = []
-    auth = {"Authorization": f"Bearer {TOKEN}"}
+    auth = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/x-ndjson"}
     next_post = time.perf_counter()
     with httpx.Client(headers=auth, timeout=30) as c:
         while not load.done.is_set() or outstanding:
@@ -400,6 +406,45 @@ service (write-ahead log fsync on), `/v1/events` first and last (the ratio is to
 """
 
 
+def compare_ingest(
+    env: dict[str, str], batches: list[bytes], clients: int, dirs: list[Path], rounds: int
+) -> list[dict[str, Any]]:
+    """Sustained ingest of ``batches`` by the code of each of ``dirs`` in turn, ``rounds``
+    times: events/s and server CPU per batch, each server on a fresh state directory."""
+    out: list[dict[str, Any]] = []
+    code = "from service.server import run_server; from service.settings import Settings; "
+    code += "run_server(Settings())"
+    n_events = sum(b.count(b"\n") for b in batches[5:])
+    for r in range(rounds):
+        for d in dirs if r % 2 == 0 else dirs[::-1]:  # ABBA...: no checkout always second
+            port = free_port()
+            state = Path(tempfile.mkdtemp(prefix="dg-ab-state-"))
+            e = {**env, "PYTHONPATH": str(d), "DISTILLGUARD_PORT": str(port)}
+            e["DISTILLGUARD_SNAPSHOT_PATH"] = str(state)
+            url = f"http://127.0.0.1:{port}"
+            srv = subprocess.Popen([sys.executable, "-c", code], env=e, cwd=d)
+            try:
+                wait_ready(url, srv)
+                Load(url, batches[:5], 1).run()
+                load = Load(url, batches[5:], clients)
+                cpu0 = cpu_seconds(srv.pid)
+                secs = load.run()
+                cpu1 = cpu_seconds(srv.pid)
+            finally:
+                srv.terminate()
+                srv.wait()
+            row = {
+                "code": str(d),
+                "round": r + 1,
+                "events_per_s": n_events / secs,
+                "server_cpu_ms_per_batch": 1000 * (cpu1 - cpu0) / len(load.batches),
+                "load_average_1m": os.getloadavg()[0],
+            }
+            print(json.dumps(row), flush=True)
+            out.append(row)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--scale", type=float, default=3.0, help="demo scenario scale of the load")
@@ -411,6 +456,10 @@ def main() -> None:
         help="only compare ingest through /v1/events, /v1/ingest/litellm and /v1/traces "
         "(use e.g. --scale 0.5 --batch 512: LiteLLM's and the OTel SDK's batch size)",
     )
+    ap.add_argument(
+        "--compare", type=Path, help="another checkout: A/B of the sustained ingest only"
+    )
+    ap.add_argument("--rounds", type=int, default=2, help="A/B rounds (with --compare)")
     args = ap.parse_args()
     if args.sources:
         sources_main(args)
@@ -428,7 +477,6 @@ def main() -> None:
     load_events = generate("demo", seed=3, scale=args.scale).events.sort("ts")
     batches = [to_ndjson(f) for f in load_events.iter_slices(args.batch)]
     ids_first = load_events.head(args.batch * 5)["account_id"].unique().to_list()
-    costs = stage_costs(model_file, load_events, args.batch)
 
     env = {
         **os.environ,
@@ -439,6 +487,13 @@ def main() -> None:
         "DISTILLGUARD_SNAPSHOT_PATH": str(tmp / "state"),
         "DISTILLGUARD_LOG_LEVEL": os.environ.get("DISTILLGUARD_LOG_LEVEL", "warning"),
     }
+    if args.compare is not None:
+        rows = compare_ingest(
+            env, batches, args.clients, [args.compare.resolve(), REPO], args.rounds
+        )
+        print(compare_report(rows, load_events.height, args))
+        return
+    costs = stage_costs(model_file, load_events, args.batch)
     results: dict[str, Any] = {
         "events": load_events.height,
         "batches": len(batches),
@@ -523,6 +578,30 @@ def main() -> None:
 
     print(report(results))
     print(json.dumps(results, indent=2))
+
+
+def compare_report(rows: list[dict[str, Any]], events: int, args: argparse.Namespace) -> str:
+    """A Markdown table of :func:`compare_ingest`'s rows, and the mean of each checkout."""
+    lines = [
+        f"A/B sustained ingest: {events:,} events of the demo scenario at scale {args.scale:g} "
+        f"in {args.batch:,}-event batches, {args.clients} clients, fsync on, "
+        f"{platform.node()} ({os.cpu_count()} cores), "
+        f"{datetime.now(UTC):%Y-%m-%d}.",
+        "",
+        "| round | code | events/s | server CPU per batch | load (1 min) |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['round']} | `{Path(r['code']).name}` | {r['events_per_s']:,.0f} | "
+            f"{r['server_cpu_ms_per_batch']:.1f} ms | {r['load_average_1m']:.1f} |"
+        )
+    for code in dict.fromkeys(r["code"] for r in rows):
+        mine = [r for r in rows if r["code"] == code]
+        eps = statistics.mean(r["events_per_s"] for r in mine)
+        cpu = statistics.mean(r["server_cpu_ms_per_batch"] for r in mine)
+        lines.append(f"| mean | `{Path(code).name}` | {eps:,.0f} | {cpu:.1f} ms | |")
+    return "\n".join(lines)
 
 
 def report(r: dict[str, Any]) -> str:

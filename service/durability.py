@@ -3,14 +3,18 @@ log after it).
 
 - **Log.** An accepted batch is appended to the write-ahead log (:mod:`service.wal`, fsync)
   before ingest returns (:meth:`service.window_store.WindowStore.ingest` does the append).
-- **Snapshot.** :meth:`Durability.snapshot` fingerprints the queue, writes Parquet (compact
-  events, accounts, campaigns: :mod:`service.snapshot`), then deletes the log segments it
-  covers: raw prompt text stays on disk until the next snapshot at most.
-- **Restore.** :meth:`Durability.restore` loads the snapshot into the window store and the pass
-  coordinator, replays the log after it (fingerprinting its canonical events in chunks) and
-  opens a new log segment. A snapshot fingerprinted by another version is refused
-  (:class:`IncompatibleStateError`); one written for another model has every account
-  rescored.
+- **Snapshot.** :meth:`Durability.snapshot` rotates the log FIRST (a failure there changes
+  nothing), then takes the queue and fingerprints it (a failure puts the events back in the
+  queue), writes Parquet (compact events, accounts, campaigns: :mod:`service.snapshot`; a
+  failure leaves the previous snapshot current and every log segment in place), and only then
+  deletes the log segments it covers: every event of a deleted segment is in a durable
+  snapshot, and raw prompt text stays on disk until the next snapshot at most.
+- **Restore.** :meth:`Durability.restore` removes the temporary directories of interrupted
+  snapshots, loads the snapshot into the window store and the pass coordinator, replays the log
+  after it (fingerprinting its canonical events in chunks; damaged records are skipped and
+  reported, :attr:`Durability.skipped`) and opens a new log segment. A snapshot fingerprinted
+  by another version is refused (:class:`IncompatibleStateError`); one written for another
+  model has every account rescored.
 
 Locks: :mod:`service.locks` (a snapshot takes all five, in order; restore ``fp``, ``wal`` and
 ``fields``).
@@ -27,12 +31,19 @@ import polars as pl
 from detector.fingerprints import FINGERPRINT_VERSION
 from detector.io.schema import EVENT_SCHEMA
 from detector.models import DistillScorer
+from service.fsync import private_dir
 from service.live_campaigns import LiveCampaigns, pass_from_meta, pass_meta
 from service.locks import StateLocks
 from service.passes import PassCoordinator
 from service.records import accounts_frame, accounts_from_frame, model_identity
-from service.snapshot import SnapshotData, read_snapshot, snapshot_time, write_snapshot
-from service.wal import WriteAheadLog
+from service.snapshot import (
+    SnapshotData,
+    read_snapshot,
+    remove_stale_temps,
+    snapshot_time,
+    write_snapshot,
+)
+from service.wal import SkippedRecord, WriteAheadLog
 from service.window_store import WindowStore, compact_schema
 
 # fingerprint the queue in chunks of at most this many events while replaying the log
@@ -70,6 +81,29 @@ def _check_fingerprint_version(meta: dict[str, object], state_dir: Path | None) 
         )
 
 
+class StorageHealth:
+    """Which parts of the state's storage are failing, and why: ``"log"`` (a write-ahead log
+    append, rotation or probe failed) and ``"snapshot"`` (the last snapshot failed), each until
+    it next works. Read by ``/readyz``."""
+
+    def __init__(self) -> None:
+        self._failing: dict[str, str] = {}  # (single dict operations: atomic)
+
+    def failed(self, part: str, reason: str) -> None:
+        self._failing[part] = reason
+
+    def ok(self, part: str) -> None:
+        self._failing.pop(part, None)
+
+    def failing(self, part: str) -> bool:
+        return part in self._failing
+
+    @property
+    def problem(self) -> str | None:
+        """What fails, in words (None: nothing)."""
+        return "; ".join(self._failing[p] for p in sorted(self._failing)) or None
+
+
 class Durability:
     """Snapshots and restore of a window store and its pass coordinator under ``state_dir``
     (``wal/``: the log; ``snap-*/``, ``CURRENT``: snapshots). Without a state dir, restore
@@ -91,6 +125,7 @@ class Durability:
         self.passes = passes
         self.model = model
         self.last_snapshot_at: datetime | None = None
+        self.skipped: list[SkippedRecord] = []  # damaged log records the restore skipped
 
     @property
     def wal_seq(self) -> int:
@@ -111,13 +146,16 @@ class Durability:
         store, locks = self.store, self.locks
         with locks.snapshot:
             with locks.maint, locks.fp:  # never between a pass's eviction and its swap
-                with locks.wal, locks.fields:  # every logged event is in frames or taken
-                    taken = store.take_queue()
-                    frames = list(store.frames)
-                    last_seen = dict(store.last_seen)
-                    end = store.window_end
-                    scores, dirty, live, current = self.passes.snapshot_view()
+                with locks.wal:  # every logged event is in frames or taken
+                    # rotate first: if it fails, nothing is taken from the queue
                     seq = self.wal.rotate() if self.wal is not None else 0
+                    with locks.fields:
+                        taken = store.take_queue()
+                        frames = list(store.frames)
+                        last_seen = dict(store.last_seen)
+                        end = store.window_end
+                        scores, dirty, live, current = self.passes.snapshot_view()
+                # (on failure the taken events go back to the queue)
                 compact = store.fingerprint_into_window(taken)
             if compact is not None:
                 frames.append(compact)
@@ -155,6 +193,9 @@ class Durability:
         counts = {"snapshot_events": 0, "snapshot_accounts": 0, "wal_batches": 0, "wal_events": 0}
         after = 0
         store = self.store
+        if self.state_dir is not None:
+            private_dir(self.state_dir)
+            remove_stale_temps(self.state_dir)
         snap = read_snapshot(self.state_dir) if self.state_dir is not None else None
         with self.locks.fp, self.locks.wal, self.locks.fields:
             if snap is not None:
@@ -180,7 +221,15 @@ class Durability:
                     if store.n_queued >= REPLAY_CHUNK:
                         store.fingerprint_into_window(store.take_queue())
                 store.fingerprint_into_window(store.take_queue())
+                self.skipped = list(self.wal.skipped)
+                counts["wal_records_skipped"] = len(self.skipped)
                 self.wal.open_segment()
+        if self.skipped:
+            log.warning(
+                "state restored, %d damaged write-ahead log record(s) skipped: %s",
+                len(self.skipped),
+                "; ".join(map(str, self.skipped[:20])),
+            )
         log.info("state restored: %s", counts)
         return counts
 

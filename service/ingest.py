@@ -7,7 +7,14 @@ checked one by one with :func:`detector.io.schema.check_record`. Either way the 
 identical to checking each line on its own. Valid lines become a canonical frame for
 :meth:`service.state.ScoringState.ingest`; bad lines are reported one problem per entry
 (``line``, ``field``, ``reason``; lines numbered from 1 in the body as sent, blank lines counted)
-and counted by a bounded reason category.
+and counted by a bounded reason category. The answer stays small whatever the body: at most
+``max_listed`` problems are listed (the rest are counted) and echoed text (field names, values
+inside reasons) is cut to :data:`MAX_ECHO_CHARS` characters. A body may start with a UTF-8 byte
+order mark: it is ignored (RFC 8259 allows a parser to), as the per-line ``json`` decoding
+ignores one at the start of a line.
+
+Event time is bounded by the server clock: an event more than ``max_future_skew_s`` ahead of it
+is rejected (field ``ts``, category ``future``), like one older than the window (``stale``).
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ REJECT_REASONS = (
     "unknown_field",
     "invalid_value",
     "stale",
+    "future",
 )
 # Bounded label set of distillguard_ingest_requests_rejected_total{reason}.
 REQUEST_REJECT_REASONS = (
@@ -44,8 +52,12 @@ REQUEST_REJECT_REASONS = (
     "malformed_body",
     "too_large",
     "too_many_events",
+    "unsupported_media_type",
     "storage_error",
 )
+MAX_ECHO_CHARS = 120  # longest field name or reason echoed in an answer (then "...")
+BOM = b"\xef\xbb\xbf"
+FUTURE_REASON = "ahead of the server clock"
 
 
 class BodyError(ValueError):
@@ -88,9 +100,15 @@ class ParsedBatch:
 class BatchOutcome:
     accepted: int
     duplicates: int
-    problems: list[LineProblem]
+    problems: list[LineProblem]  # the first ``max_listed``, by line, echoed text cut
+    not_listed: int  # problems beyond those
     rejected: dict[int, str]  # line -> reason category
     result: IngestResult
+
+
+def clip(text: str, limit: int = MAX_ECHO_CHARS) -> str:
+    """``text``, cut to ``limit`` characters (ending "...") when longer."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def reason_category(reason: str) -> str:
@@ -105,6 +123,8 @@ def reason_category(reason: str) -> str:
         return "unknown_field"
     if reason.startswith("older than the window"):
         return "stale"
+    if FUTURE_REASON in reason:
+        return "future"
     return "invalid_value"
 
 
@@ -140,6 +160,8 @@ def _parse_array(text: bytes, max_events: int) -> ValidatedBatch:
 
 def parse_body(body: bytes, max_events: int) -> ParsedBatch:
     """Decode and validate every line; raises :class:`BodyError` for whole-body problems."""
+    if body.startswith(BOM):
+        body = body[len(BOM) :]
     text = body.strip()
     if not text:
         raise BodyError(
@@ -153,14 +175,18 @@ def parse_body(body: bytes, max_events: int) -> ParsedBatch:
         raise BodyError(413, "too_many_events", str(exc)) from None
 
 
-def ingest_body(state: ScoringState, body: bytes, max_events: int) -> BatchOutcome:
-    """Parse, validate and ingest one request body (runs in a worker thread)."""
-    return ingest_batch(state, parse_body(body, max_events))
+def ingest_body(
+    state: ScoringState, body: bytes, max_events: int, max_listed: int = 100
+) -> BatchOutcome:
+    """Parse, validate and ingest one request body (runs in a worker thread); lists at most
+    ``max_listed`` problems."""
+    return ingest_batch(state, parse_body(body, max_events), max_listed)
 
 
-def ingest_batch(state: ScoringState, batch: ParsedBatch) -> BatchOutcome:
+def ingest_batch(state: ScoringState, batch: ParsedBatch, max_listed: int = 100) -> BatchOutcome:
     """Ingest the valid events of a parsed batch (canonical NDJSON, or another source mapped by
-    :mod:`service.sources`); stale events join its problems."""
+    :mod:`service.sources`); stale and future events join its problems; lists at most
+    ``max_listed`` problems."""
     lines = batch.lines
     try:
         result = state.ingest(batch.frame)
@@ -175,5 +201,20 @@ def ingest_batch(state: ScoringState, batch: ParsedBatch) -> BatchOutcome:
                 f"older than the window (events before {end - state.window if end else '?'} "
                 "are no longer scored)",
             )
+    if result.future_rows:
+        skew = state.config.future_skew.total_seconds()
+        reason = (
+            f"more than {skew:g} s {FUTURE_REASON} (timestamps up to {result.future_limit} "
+            "are accepted): check the client's clock"
+        )
+        for row in result.future_rows:
+            batch.reject(lines[row], "ts", reason)
     problems = sorted(batch.problems, key=lambda p: p.line)
-    return BatchOutcome(result.accepted, result.duplicates, problems, batch.rejected, result)
+    listed = [
+        LineProblem(p.line, clip(p.field) if p.field else p.field, clip(p.reason))
+        for p in problems[:max_listed]
+    ]
+    not_listed = len(problems) - len(listed)
+    return BatchOutcome(
+        result.accepted, result.duplicates, listed, not_listed, batch.rejected, result
+    )

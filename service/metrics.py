@@ -1,8 +1,11 @@
 """Prometheus metrics of the service, all on an injected :class:`CollectorRegistry`.
 
 Naming: prefix ``distillguard_``, base units (seconds), counters end ``_total``. Nothing is
-labelled by account except ``distillguard_top_account_score`` (labels ``account_id``, ``rank``),
-a custom collector rebuilt at each scrape from the latest rescoring summary and capped at N.
+labelled by account except ``distillguard_top_account_score`` (label ``account_id`` only), a
+custom collector rebuilt at each scrape from the latest rescoring summary and capped at N. Its
+churn is bounded: at most N series at a time, and a new series only when an account enters the
+top N (no rank label: a rank label made a new series at every reordering, several per account).
+Sort by value for the ranking.
 
 Counters and histograms are updated as things happen (ingest, rescoring passes). Everything that
 describes the *current* state (accounts tracked, window size, score distribution, severity
@@ -27,6 +30,10 @@ from detector.severity import SEVERITY_BANDS, bands_text
 from service.ingest import REJECT_REASONS, REQUEST_REJECT_REASONS
 from service.records import RescoreReport
 from service.state import ScoringState
+from service.wal import SkippedRecord
+
+STORAGE_PARTS = ("log", "snapshot")
+WAL_DAMAGE_KINDS = ("checksum", "header", "torn")
 
 CAMPAIGN_SIZE_BUCKETS = (2, 3, 5, 10, 20, 50, 100, 500, 1000)
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -54,12 +61,22 @@ class StateCollector(Collector):
         return list(self._families(self.state))
 
     def _families(self, st: ScoringState | None) -> Iterator[Metric]:
-        ready = st is not None and st.ready
+        ready = st is not None and st.ready and st.health.problem is None
         yield GaugeMetricFamily(
             "distillguard_state_ready",
-            "1 once the model is loaded and the state restored (the service takes traffic).",
+            "1 while /readyz answers 200: the model loaded, the state restored and its storage "
+            "(write-ahead log, snapshots) working.",
             value=1.0 if ready else 0.0,
         )
+        failing = GaugeMetricFamily(
+            "distillguard_storage_failing",
+            "1 while a part of the state's storage is failing (log: write-ahead log writes; "
+            "snapshot: the last snapshot), until it works again.",
+            labels=["part"],
+        )
+        for part in STORAGE_PARTS:
+            failing.add_metric([part], 1.0 if st is not None and st.health.failing(part) else 0.0)
+        yield failing
         yield GaugeMetricFamily(
             "distillguard_accounts_tracked",
             "Accounts with events in the window.",
@@ -121,11 +138,12 @@ class StateCollector(Collector):
         top = GaugeMetricFamily(
             "distillguard_top_account_score",
             f"Score of the {self.top_n} most suspicious accounts (the only metric labelled by "
-            "account; bounded).",
-            labels=["account_id", "rank"],
+            "account: at most N series at a time, a new one only when an account enters the "
+            "top N; sort by value for the ranking).",
+            labels=["account_id"],
         )
-        for rank, (acc, score) in enumerate((summary.top if summary else ())[: self.top_n], 1):
-            top.add_metric([acc, str(rank)], score)
+        for acc, score in (summary.top if summary else ())[: self.top_n]:
+            top.add_metric([acc], score)
         yield top
 
 
@@ -205,7 +223,8 @@ class ServiceMetrics:
         )
         self.accounts_dropped = Counter(
             "distillguard_accounts_dropped",
-            "Accounts dropped (least recently seen first) to stay under max_accounts.",
+            "Accounts dropped (least recently seen first) to stay under max_accounts, by "
+            "ingest (as it takes the count past the cap) or by a pass.",
             registry=r,
         )
         self.window_events_evicted = Counter(
@@ -226,6 +245,17 @@ class ServiceMetrics:
         self.snapshot_failures = Counter(
             "distillguard_snapshot_failures", "Snapshots that failed to be written.", registry=r
         )
+        self.wal_records_corrupt = Counter(
+            "distillguard_wal_records_corrupt",
+            "Damaged write-ahead log records skipped at start-up, by kind: checksum (a payload "
+            "whose checksum fails, skipped by its length), header (a damaged header: skipped "
+            "to the next valid record), torn (an incomplete record at a segment's end: a write "
+            "never acknowledged, or truncated). The log names each file and offset.",
+            ["kind"],
+            registry=r,
+        )
+        for kind in WAL_DAMAGE_KINDS:
+            self.wal_records_corrupt.labels(kind)
         self.model_info = Info(
             "distillguard_model", "The loaded scorer (label values only).", registry=r
         )
@@ -248,13 +278,23 @@ class ServiceMetrics:
         )
 
     def record_ingest(
-        self, accepted: int, duplicates: int, rejected: dict[int, str], duration_s: float
+        self,
+        accepted: int,
+        duplicates: int,
+        rejected: dict[int, str],
+        duration_s: float,
+        dropped_accounts: int = 0,
     ) -> None:
+        self.accounts_dropped.inc(dropped_accounts)
         self.events_ingested.inc(accepted)
         self.events_duplicate.inc(duplicates)
         for reason, n in TallyCounter(rejected.values()).items():
             self.events_rejected.labels(reason).inc(n)
         self.ingest_duration.observe(duration_s)
+
+    def record_wal_damage(self, skipped: list[SkippedRecord]) -> None:
+        for rec in skipped:
+            self.wal_records_corrupt.labels(rec.reason).inc()
 
     def record_rescore(self, report: RescoreReport) -> None:
         self.rescore_duration.observe(report.duration_s)

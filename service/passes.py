@@ -92,18 +92,22 @@ class PassCoordinator:
                     dirty, self._dirty = self._dirty, set()
                     self._inflight = dirty
                     end = store.window_end
-                    dropped = self._drop_over_cap()
+                    dropped, report.dropped_accounts = self._drop_over_cap()
                     whole = self._campaigns_due(bool(dropped))
                     if whole:  # events arriving from now on are not in this pass's window
                         self._campaigns_stale, self._campaigns_running = False, True
                 try:
                     store.fingerprint_into_window(taken)
                 except BaseException:  # (the events went back to the queue)
-                    self._retry_later(dirty, whole)
+                    self._retry_later(dirty, whole, dropped)
                     raise
                 with locks.fields:
                     frames = list(store.frames)
-            window, removed = store.compact(frames, end, dropped, report)
+            try:
+                window, removed = store.compact(frames, end, dropped, report)
+            except BaseException:
+                self._retry_later(dirty, whole, dropped)
+                raise
             remaining = set(window["account_id"].unique().to_list())
             removed_ids = removed["request_id"].to_list()
             removed_accounts = set(removed["account_id"].unique().to_list()) - dropped
@@ -145,15 +149,17 @@ class PassCoordinator:
             if changed:
                 self.summary = summarise(triples, self.top_n)
             report.rescored = len(scored)
-            report.dropped_accounts = len(dropped)
             report.duration_s = time.perf_counter() - t0
             self.last_rescore_at = datetime.now(UTC)
             return report
 
-    def _retry_later(self, dirty: set[str], whole: bool) -> None:
-        """A pass failed: the next one retries its accounts (and its campaign pass)."""
+    def _retry_later(self, dirty: set[str], whole: bool, dropped: set[str] | None = None) -> None:
+        """A pass failed: the next one retries its accounts (and its campaign pass; and the
+        removal of the ``dropped`` accounts' events, when it failed before removing them)."""
         with self.locks.fields:
             tracked = self.store.last_seen
+            if dropped:
+                self.store.redrop({a for a in dropped if a not in tracked})
             self._dirty |= {a for a in dirty if a in tracked}
             self._inflight = set()
             if whole:
@@ -171,13 +177,19 @@ class PassCoordinator:
             return True
         return time.monotonic() - self._campaigns_clock >= self.campaign_interval_s
 
-    def _drop_over_cap(self) -> set[str]:
-        """(``fields`` held.) Past the account cap: forget the least recently seen accounts."""
-        dropped = self.store.drop_over_cap()
-        for acc in dropped:
+    def _drop_over_cap(self) -> tuple[set[str], int]:
+        """(``fields`` held.) Past the account cap: forget the least recently seen accounts.
+        Returns them with those ingest dropped since the last pass (their events go now), and
+        how many this pass dropped."""
+        now = self.store.drop_over_cap()
+        self.forget_dropped(now)
+        return self.store.take_dropped(), len(now)
+
+    def forget_dropped(self, accounts: Iterable[str]) -> None:
+        """(``fields`` held.) The store dropped ``accounts`` (the cap): forget their scores."""
+        for acc in accounts:
             self._forget(acc)
             self._dirty.discard(acc)
-        return dropped
 
     def _forget(self, acc: str) -> None:
         """(``fields`` held.) ``acc`` leaves the window: its last event, score, campaign."""

@@ -77,6 +77,9 @@ class IngestResult:
     accepted: int = 0
     duplicates: int = 0
     stale_rows: list[int] = field(default_factory=list)  # 0-based rows of the input frame
+    future_rows: list[int] = field(default_factory=list)  # 0-based rows, ahead of the clock
+    future_limit: datetime | None = None  # the newest timestamp accepted
+    dropped_accounts: int = 0  # accounts ingest dropped to hold max_accounts
     seq: int | None = None
 
 

@@ -10,6 +10,10 @@
   loops (a campaign pass is a rescoring pass of the whole window, run by the same loop when
   due). The fingerprinting loop turns the acknowledged batches queued by ingest into compact
   window events every ``FINGERPRINT_INTERVAL_S``, a chunk of all of them at a time.
+- storage: while a part of the state's storage fails (:class:`service.durability.StorageHealth`:
+  a log write, a snapshot), ``/readyz`` answers 503 with the reason; a probe retries the log
+  every ``STORAGE_PROBE_INTERVAL_S`` (a durable write where it writes), a failed snapshot is
+  retried after ``SNAPSHOT_RETRY_S`` (not the full interval); either success clears it.
 - ``stop``: stop the loops and write a final snapshot (only if the state was fully restored:
   a half-restored state must never overwrite a good snapshot).
 """
@@ -28,6 +32,7 @@ from detector.features import FEATURE_NAMES
 from detector.fingerprints import fingerprint_events
 from detector.io.schema import empty_events
 from detector.models import DistillScorer
+from service import access_log
 from service.metrics import ServiceMetrics
 from service.settings import Settings, StateConfig
 from service.state import ScoringState
@@ -35,6 +40,8 @@ from service.state import ScoringState
 log = logging.getLogger("distillguard.runtime")
 
 FINGERPRINT_INTERVAL_S = 0.2  # 50k events/s -> 10k-event chunks (~half the per-event cost of 1k)
+STORAGE_PROBE_INTERVAL_S = 2.0  # while the log fails: how often a probe tries it again
+SNAPSHOT_RETRY_S = 10.0  # after a failed snapshot: the next try (at most snapshot_interval_s)
 
 
 def warm_up(model: DistillScorer) -> None:
@@ -75,11 +82,14 @@ class Runtime:
         self.state: ScoringState | None = None
         self.error: str | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self.ingest_slots: asyncio.Semaphore | None = None
+        self.ingest_slots: asyncio.Semaphore | None = None  # bodies in worker threads
+        self.body_slots: asyncio.Semaphore | None = None  # bodies read or held in memory
 
     async def start(self) -> None:
         s = self.settings
         self.ingest_slots = asyncio.Semaphore(s.ingest_workers)
+        self.body_slots = asyncio.Semaphore(s.max_bodies_in_flight)
+        access_log.install([*s.ingest_tokens, *s.read_tokens])
         if self.model is None:
             self.model = await asyncio.to_thread(DistillScorer.load, s.model_path)
         accounts = await asyncio.to_thread(load_accounts_table, s)
@@ -100,10 +110,11 @@ class Runtime:
         try:
             await asyncio.to_thread(warm_up, self.model)
             await asyncio.to_thread(self.state.restore)
-        except Exception as exc:  # stay up but unready: /readyz reports the reason
-            self.error = f"state restore failed: {exc}"
+        except Exception as exc:  # stay up but unready: /readyz and POSTs give the reason
+            self.error = f"state restore failed: {type(exc).__name__}: {exc}"
             log.exception("state restore failed")
             return
+        self.metrics.record_wal_damage(self.state.wal_skipped)
         self._tasks.append(
             asyncio.create_task(self._fingerprint_loop(), name="distillguard-fingerprint")
         )
@@ -111,6 +122,9 @@ class Runtime:
         if self.settings.snapshot_path is not None:
             self._tasks.append(
                 asyncio.create_task(self._snapshot_loop(), name="distillguard-snapshot")
+            )
+            self._tasks.append(
+                asyncio.create_task(self._storage_loop(), name="distillguard-storage")
             )
 
     async def rescore_once(self) -> None:
@@ -167,9 +181,35 @@ class Runtime:
             await asyncio.sleep(max(0.0, period - elapsed))
 
     async def _snapshot_loop(self) -> None:
+        assert self.state is not None
+        interval = self.settings.snapshot_interval_s
         while True:
-            await asyncio.sleep(self.settings.snapshot_interval_s)
+            failing = self.state.health.failing("snapshot")
+            await asyncio.sleep(min(interval, SNAPSHOT_RETRY_S) if failing else interval)
             await self.snapshot_once()
+
+    async def _storage_loop(self) -> None:
+        """While the log is failing, probe it (a success reports it working again)."""
+        assert self.state is not None
+        state = self.state
+        while True:
+            await asyncio.sleep(STORAGE_PROBE_INTERVAL_S)
+            if state.health.failing("log"):
+                try:
+                    if await asyncio.to_thread(state.probe_storage):
+                        log.warning("write-ahead log writable again")
+                except Exception:
+                    log.exception("storage probe failed")
+
+    def unready_reason(self) -> str | None:
+        """Why the service cannot take traffic (None: it can): starting, a failed restore, or
+        failing storage."""
+        if self.error is not None:
+            return self.error
+        state = self.state
+        if state is None or not state.ready:
+            return "starting"
+        return state.health.problem
 
     async def stop(self) -> None:
         for task in self._tasks:

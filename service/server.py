@@ -12,6 +12,7 @@ import sys
 import uvicorn
 
 from detector.models import DistillScorer
+from service import access_log
 from service.main import create_app
 from service.settings import Settings
 
@@ -39,6 +40,8 @@ def run_server(settings: Settings, *, graceful_timeout_s: float = 30.0) -> None:
         lifespan="on",
         timeout_graceful_shutdown=int(graceful_timeout_s),
     )
+    # (uvicorn configures its loggers in Config(); the filter goes on after, and again at start)
+    access_log.install([*settings.ingest_tokens, *settings.read_tokens])
     server = uvicorn.Server(config)
     server.run()
     if not server.started:

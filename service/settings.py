@@ -85,6 +85,16 @@ class Settings(BaseSettings):
             "rejected on arrival (reason `stale`); accounts idle past it are forgotten."
         ),
     )
+    max_future_skew_s: float = Field(
+        default=300.0,
+        ge=0,
+        description=(
+            "Largest lead of an event's timestamp over the server clock, in seconds. An event "
+            "further in the future is rejected (line, field `ts`, reason `future`): the window "
+            "ends at the newest event, so one far-future timestamp would otherwise expire the "
+            "whole window. The window end never passes now + this, also after a restart."
+        ),
+    )
     rescore_interval_s: float = Field(
         default=2.0,
         gt=0,
@@ -161,8 +171,10 @@ class Settings(BaseSettings):
         default=1_000_000,
         gt=0,
         description=(
-            "Hard cap on tracked accounts. Past it, the accounts seen least recently are dropped "
-            "with their events (counted in distillguard_accounts_dropped_total) at the next pass."
+            "Hard cap on tracked accounts, held at ingest: an ingest that takes the count past "
+            "it drops the accounts seen least recently (down to 99 % of the cap, so that the "
+            "scan runs once per 1 % of churn; counted in distillguard_accounts_dropped_total); "
+            "their events leave the window at the next pass."
         ),
     )
     max_window_events: int = Field(
@@ -182,6 +194,27 @@ class Settings(BaseSettings):
             "Bounds the raw prompt text held in memory."
         ),
     )
+    max_rejected_listed: int = Field(
+        default=100,
+        ge=0,
+        le=10_000,
+        description=(
+            "Most problems listed in one POST /v1/events answer (`rejected`); the answer counts "
+            "the rest (`rejected_not_listed`). Values echoed in reasons are cut to 120 "
+            "characters, so an answer stays small whatever the body."
+        ),
+    )
+    max_bodies_in_flight: int = Field(
+        default=4,
+        ge=1,
+        le=256,
+        description=(
+            "POST /v1/events bodies being read or held in memory at once (a semaphore taken "
+            "before the first byte is read and released with the answer); later requests wait "
+            "their turn unread. Bounds ingest memory to about this times max_body_bytes, "
+            "plus the decoded batches of ingest_workers."
+        ),
+    )
     ingest_workers: int = Field(
         default=2,
         ge=1,
@@ -195,8 +228,20 @@ class Settings(BaseSettings):
         ),
     )
     metrics_public: bool = Field(
-        default=True,
-        description="Serve /metrics without a token (false: the `read` scope is required).",
+        default=False,
+        description=(
+            "Serve /metrics without a token. False (default): the `read` scope is required "
+            "(the top-N metric names the most suspicious accounts); Prometheus sends the token "
+            "(its `authorization` scrape setting)."
+        ),
+    )
+    docs_public: bool = Field(
+        default=False,
+        description=(
+            "Serve the OpenAPI schema (/openapi.json) and its pages (/docs, /redoc) without a "
+            "token. False (default): the `read` scope is required (a browser cannot send it: "
+            "fetch /openapi.json with the token, or set this to browse /docs)."
+        ),
     )
     health_public: bool = Field(
         default=True,
@@ -207,8 +252,9 @@ class Settings(BaseSettings):
         ge=0,
         le=200,
         description=(
-            "Accounts exposed by the top-N metric (distillguard_top_account_score, labels "
-            "account_id and rank): the only metric labelled by account, so N is bounded."
+            "Accounts exposed by the top-N metric (distillguard_top_account_score, label "
+            "account_id): the only metric labelled by account, so N is bounded. At most N "
+            "series at a time; a new series starts only when an account enters the top N."
         ),
     )
     log_level: str = Field(default="info", description="Uvicorn log level.")
@@ -280,6 +326,7 @@ class StateConfig:
     (Settings' own defaults, for tools and tests that have no Settings)."""
 
     window: timedelta  # window_hours
+    future_skew: timedelta  # max_future_skew_s
     max_accounts: int
     max_window_events: int
     max_queued_events: int
@@ -292,6 +339,7 @@ class StateConfig:
     def from_settings(cls, settings: Settings) -> StateConfig:
         return cls(
             window=timedelta(hours=settings.window_hours),
+            future_skew=timedelta(seconds=settings.max_future_skew_s),
             max_accounts=settings.max_accounts,
             max_window_events=settings.max_window_events,
             max_queued_events=settings.max_queued_events,

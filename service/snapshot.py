@@ -1,6 +1,6 @@
 """Parquet snapshots of the scoring state, written atomically.
 
-Layout under the state directory::
+Layout under the state directory (directories 0700, files 0600)::
 
     snap-<wal_seq:020d>/events.parquet    window of compact events (its request_id column is the
                                           set of seen request ids: idempotency is bounded by the
@@ -12,13 +12,20 @@ Layout under the state directory::
     snap-<wal_seq:020d>/meta.json         wal_seq (last log record included), window_end, time
     CURRENT                               name of the newest complete snapshot directory
 
-A snapshot directory is complete before ``CURRENT`` (replaced atomically) names it; older ones
-are deleted afterwards. A crash at any point leaves the previous snapshot usable.
+(A snapshot at the same log position as the current one is named ``snap-<wal_seq>.<k>``: the
+current snapshot is never touched before ``CURRENT`` names another.)
+
+A snapshot is written into ``.snap-<wal_seq>.tmp/`` and renamed complete before ``CURRENT``
+(replaced atomically) names it; older ones are deleted afterwards. A crash at any point leaves
+the previous snapshot usable; a failed write removes its temporary directory, and
+:func:`remove_stale_temps` (at start-up) those a crash left behind.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import shutil
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,9 +34,12 @@ from typing import Any
 
 import polars as pl
 
-from service.fsync import atomic_write_text, fsync_path
+from service.fsync import FILE_MODE, atomic_write_text, fsync_path, private_dir, private_file
 
 CURRENT = "CURRENT"
+TEMP_GLOB = ".snap-*.tmp"
+
+log = logging.getLogger("distillguard.state")
 
 
 @dataclass
@@ -40,32 +50,61 @@ class SnapshotData:
     campaigns: pl.DataFrame | None = None
 
 
-def write_snapshot(root: str | Path, data: SnapshotData) -> Path:
-    """Write ``data`` as a new snapshot under ``root`` and make it current; returns its dir."""
-    base = Path(root)
-    base.mkdir(parents=True, exist_ok=True)
-    seq = int(data.meta["wal_seq"])
-    name = f"snap-{seq:020d}"
-    target = base / name
-    tmp = base / f".{name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+def _write_files(tmp: Path, data: SnapshotData) -> None:
     data.events.write_parquet(tmp / "events.parquet", compression="zstd")
     data.accounts.write_parquet(tmp / "accounts.parquet", compression="zstd")
     if data.campaigns is not None:
         data.campaigns.write_parquet(tmp / "campaigns.parquet", compression="zstd")
-    (tmp / "meta.json").write_text(json.dumps(data.meta, indent=2, default=str) + "\n")
+    fd = os.open(tmp / "meta.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(json.dumps(data.meta, indent=2, default=str) + "\n")
     for f in tmp.iterdir():
+        private_file(f)
         fsync_path(f)
     fsync_path(tmp)
-    if target.exists():  # same WAL position as an earlier snapshot: replace it
-        shutil.rmtree(target)
-    tmp.rename(target)
+
+
+def write_snapshot(root: str | Path, data: SnapshotData) -> Path:
+    """Write ``data`` as a new snapshot under ``root`` and make it current; returns its dir.
+    Raises OSError (the previous snapshot stays current; no temporary directory is left) when
+    it cannot be written."""
+    base = Path(root)  # (made private at start-up: see Durability.restore)
+    base.mkdir(parents=True, exist_ok=True, mode=0o700)
+    seq = int(data.meta["wal_seq"])
+    name, k = f"snap-{seq:020d}", 0
+    while (base / name).exists():  # same WAL position as the current one: never overwrite it
+        k += 1
+        name = f"snap-{seq:020d}.{k}"
+    target = base / name
+    tmp = base / f".{name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir(mode=0o700)
+        private_dir(tmp)
+        _write_files(tmp, data)
+        tmp.rename(target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     atomic_write_text(base / CURRENT, name + "\n")  # (its directory fsync covers the rename)
     for old in base.glob("snap-*"):
         if old.name != name:
             shutil.rmtree(old, ignore_errors=True)
     return target
+
+
+def remove_stale_temps(root: str | Path) -> list[str]:
+    """Delete the temporary directories of snapshots a crash interrupted; returns their names."""
+    base = Path(root)
+    if not base.is_dir():
+        return []
+    gone = []
+    for tmp in base.glob(TEMP_GLOB):
+        shutil.rmtree(tmp, ignore_errors=True)
+        gone.append(tmp.name)
+    if gone:
+        log.info("removed %d unfinished snapshot directories: %s", len(gone), ", ".join(gone))
+    return gone
 
 
 def read_snapshot(root: str | Path) -> SnapshotData | None:

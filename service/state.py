@@ -23,14 +23,15 @@ from pathlib import Path
 import polars as pl
 
 from detector.models import DistillScorer
-from service.durability import Durability, IncompatibleStateError
+from service.durability import Durability, IncompatibleStateError, StorageHealth
+from service.fsync import private_dir
 from service.live_campaigns import LiveCampaigns
 from service.locks import StateLocks
 from service.passes import PassCoordinator
 from service.records import AccountView, CampaignView, IngestResult, RescoreReport
 from service.settings import StateConfig
 from service.summary import ScoreSummary
-from service.wal import WriteAheadLog
+from service.wal import SkippedRecord, WriteAheadLog
 from service.window_store import WindowStore
 
 __all__ = ["IncompatibleStateError", "ScoringState"]
@@ -53,21 +54,34 @@ class ScoringState:
         self.config = config if config is not None else StateConfig.defaults()
         self.model = model
         self.state_dir = Path(state_dir) if state_dir is not None else None
-        self.wal = WriteAheadLog(self.state_dir / "wal") if self.state_dir is not None else None
+        self.wal = None
+        if self.state_dir is not None:
+            private_dir(self.state_dir)
+            self.wal = WriteAheadLog(self.state_dir / "wal")
         locks = StateLocks()
         self.store = WindowStore(self.config, locks, self.wal)
         self.passes = PassCoordinator(model, self.config, locks, self.store, accounts_table)
         self.store.on_added = self.passes.mark_changed  # new events: their accounts pending
+        self.store.on_dropped = self.passes.forget_dropped  # the account cap, at ingest
         self.durability = Durability(
             self.state_dir, self.wal, locks, self.store, self.passes, model
         )
         self.ready = False  # set once restored
+        self.health = StorageHealth()
 
     # ------------------------------------------------------------------ the window
     def ingest(self, events: pl.DataFrame) -> IngestResult:
-        """Drop duplicates and stale rows, log the rest durably and queue them for
-        fingerprinting (:meth:`WindowStore.ingest`)."""
-        return self.store.ingest(events)
+        """Drop duplicates, stale rows and rows ahead of the clock, log the rest durably and
+        queue them for fingerprinting (:meth:`WindowStore.ingest`). Raises OSError when the
+        log cannot be written (the storage is then reported failing until it works again)."""
+        try:
+            out = self.store.ingest(events)
+        except OSError as exc:
+            self.health.failed("log", f"write-ahead log failing: {exc}")
+            raise
+        if out.seq is not None:
+            self.health.ok("log")
+        return out
 
     def fingerprint_pending(self, min_events: int = 1) -> int:
         """Fingerprint the queued events into the window, when at least ``min_events`` wait."""
@@ -137,8 +151,35 @@ class ScoringState:
 
     # ------------------------------------------------------------------ durability
     def snapshot(self) -> Path | None:
-        """Write a snapshot and trim the log; None without a state dir."""
-        return self.durability.snapshot()
+        """Write a snapshot and trim the log; None without a state dir. A failure is reported
+        (the storage is failing until a snapshot succeeds) and raised."""
+        try:
+            path = self.durability.snapshot()
+        except Exception as exc:
+            self.health.failed("snapshot", f"snapshot failing: {type(exc).__name__}: {exc}")
+            raise
+        self.health.ok("snapshot")
+        return path
+
+    def probe_storage(self) -> bool:
+        """While the log is failing, try a durable write where it writes
+        (:meth:`WriteAheadLog.probe`): success reports it working again. True when the log
+        is (now) working."""
+        if self.wal is None or not self.health.failing("log"):
+            return True
+        with self.durability.locks.wal:
+            try:
+                self.wal.probe()
+            except OSError as exc:
+                self.health.failed("log", f"write-ahead log failing: {exc}")
+                return False
+        self.health.ok("log")
+        return True
+
+    @property
+    def wal_skipped(self) -> list[SkippedRecord]:
+        """Damaged log records the restore skipped."""
+        return self.durability.skipped
 
     def restore(self) -> dict[str, int]:
         """Load the snapshot, replay the log after it; mark ready."""

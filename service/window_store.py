@@ -15,10 +15,15 @@ the caps.
   short queue and in the write-ahead log until the next snapshot; never in the window.
 - **Time** is *event* time: the window ends at the newest event seen and spans ``window``;
   older events are evicted (:meth:`WindowStore.compact`), and rejected on arrival (``stale``).
+  Event time is bounded by the server clock: an event more than ``future_skew`` ahead of it is
+  rejected on arrival (``future``), and the window end never passes ``now + future_skew`` (a
+  restored one included), so one bad client clock cannot expire the window.
 - **Idempotency.** The set of seen request ids is exactly the window's ``request_id`` column
   (plus the queue's).
-- **Caps.** Past ``max_accounts`` the least recently seen accounts are dropped; past
-  ``max_window_events`` the oldest events are evicted.
+- **Caps.** An ingest that takes the tracked accounts past ``max_accounts`` drops the least
+  recently seen ones at once (down to 99 % of the cap; their events leave the window at the
+  next pass, :meth:`WindowStore.take_dropped`); past ``max_window_events`` the oldest events
+  are evicted at each pass.
 
 Locks: :mod:`service.locks` (``fp``, ``wal``, ``fields``). Which accounts await a new score is
 not kept here: every addition is reported to :attr:`WindowStore.on_added` (the pass
@@ -28,6 +33,8 @@ coordinator) while ``fields`` is held.
 from __future__ import annotations
 
 import heapq
+import logging
+import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -46,6 +53,13 @@ MAX_WINDOW_CHUNKS = 16
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=ZoneInfo("UTC"))  # the tzinfo polars gives
 _MICROSECOND = timedelta(microseconds=1)
+
+log = logging.getLogger("distillguard.state")
+
+
+def _now_micros() -> int:
+    """The server clock, in microseconds since the epoch."""
+    return time.time_ns() // 1000
 
 
 def _micros(ts: datetime) -> int:
@@ -68,7 +82,7 @@ def compact_schema() -> pl.Schema:
 
 
 def _nobody(accounts: Iterable[str]) -> None:
-    """The default :attr:`WindowStore.on_added`: nobody listens."""
+    """The default :attr:`WindowStore.on_added` and ``on_dropped``: nobody listens."""
 
 
 class WindowStore:
@@ -77,13 +91,18 @@ class WindowStore:
 
     def __init__(self, config: StateConfig, locks: StateLocks, wal: WriteAheadLog | None) -> None:
         self.window = config.window
+        self.future_skew = config.future_skew
         self.max_accounts = config.max_accounts
+        # past the cap, ingest drops accounts down to this many (one scan per 1 % of churn)
+        self.accounts_after_drop = config.max_accounts - config.max_accounts // 100
         self.max_window_events = config.max_window_events
         self.max_queued_events = config.max_queued_events
         self.locks = locks
         self.wal = wal  # accepted batches are logged here before ingest returns
         # called with ``fields`` held, with the accounts of every addition
         self.on_added: Callable[[Iterable[str]], None] = _nobody
+        # called with ``fields`` held, with the accounts ingest dropped to hold the cap
+        self.on_dropped: Callable[[Iterable[str]], None] = _nobody
         # guarded by ``fields``:
         self.frames: list[pl.DataFrame] = []  # compact events
         self._queue: list[pl.DataFrame] = []  # acknowledged canonical events, not yet compact
@@ -92,6 +111,7 @@ class WindowStore:
         self._n_events = 0  # in frames, _queue and being fingerprinted
         self.seen: set[str] = set()  # request ids of those events
         self.last_seen: dict[str, datetime] = {}  # account -> its newest event's ts
+        self._dropped: set[str] = set()  # dropped by ingest; their events await the next pass
         self._window_end: datetime | None = None
 
     # ------------------------------------------------------------------ ingest
@@ -116,27 +136,33 @@ class WindowStore:
         accounts: list[str] = events["account_id"].to_list()
         # the usual case's log record (every event new), encoded before taking the lock
         payload = encode_frame(events) if self.wal is not None else None
+        limit = _now_micros() + self.future_skew // _MICROSECOND  # newest acceptable event
+        out.future_limit = _EPOCH + limit * _MICROSECOND
         with self.locks.wal:  # the only writer of seen's additions and of the window end
             seen = self.seen
             batch_ids = set(ids)
             rows: Sequence[int]
+            newest = max(micros)
             if len(batch_ids) == len(ids) and seen.isdisjoint(batch_ids):
                 rows = range(len(ids))  # the usual batch: every id new (C loops only) ...
-                if min(micros) >= self._cut(max(micros)):  # ... and none stale
-                    latest = _newest(accounts, micros)
+                if newest <= limit and min(micros) >= self._cut(newest):  # ... none stale or
+                    latest = _newest(accounts, micros)  # ahead of the clock
                     return self._accept(out, events, rows, batch_ids, latest, payload)
             else:
                 rows = [i for i, rid in enumerate(ids) if rid not in seen]
             out.duplicates = len(ids) - len(rows)
             if not rows:
                 return out
-            cut = self._cut(max(micros[i] for i in rows))
+            in_time = [micros[i] for i in rows if micros[i] <= limit]
+            cut = self._cut(max(in_time)) if in_time else 0
             keep: list[int] = []
             batch_ids = set()
             latest = {}
             for i in rows:
                 rid, us = ids[i], micros[i]
-                if us < cut:
+                if us > limit:
+                    out.future_rows.append(i)
+                elif us < cut:
                     out.stale_rows.append(i)
                 elif rid in batch_ids:
                     out.duplicates += 1
@@ -178,6 +204,8 @@ class WindowStore:
         newest = [(acc, _EPOCH + us * _MICROSECOND) for acc, us in latest.items()]
         with self.locks.fields:
             self.add(accepted, ids, newest, compact=False)
+            if len(self.last_seen) > self.max_accounts:
+                out.dropped_accounts = len(self._drop_least_recent(self.accounts_after_drop))
         out.accepted = accepted.height
         return out
 
@@ -205,10 +233,21 @@ class WindowStore:
             cur = last_seen.get(acc)
             if cur is None or ts > cur:
                 last_seen[acc] = ts
+        if self._dropped:  # back before the pass removed their events: they stay
+            self._dropped.difference_update(acc for acc, _ in latest)
         self.on_added(acc for acc, _ in latest)
-        end = max(ts for _, ts in latest)
+        end = self._bounded(max(ts for _, ts in latest))
         if self._window_end is None or end > self._window_end:
             self._window_end = end
+
+    def _bounded(self, end: datetime) -> datetime:
+        """``end``, or ``now + future_skew`` when it is later (events logged by a build without
+        the bound, or a server clock set back since they arrived)."""
+        limit = _EPOCH + (_now_micros() + self.future_skew // _MICROSECOND) * _MICROSECOND
+        if end > limit:
+            log.warning("window end %s is ahead of the clock: bounded to %s", end, limit)
+            return limit
+        return end
 
     # ------------------------------------------------------------------ fingerprinting
     def fingerprint_pending(self, min_events: int = 1) -> int:
@@ -254,14 +293,33 @@ class WindowStore:
     def drop_over_cap(self) -> set[str]:
         """(``fields`` held.) Past ``max_accounts``: forget the least recently seen accounts
         now (their events leave the window at the next :meth:`compact`); returns them."""
-        excess = len(self.last_seen) - self.max_accounts
-        if excess <= 0:
+        if len(self.last_seen) <= self.max_accounts:
             return set()
+        return self._drop_least_recent(self.max_accounts, notify=False)
+
+    def _drop_least_recent(self, keep: int, *, notify: bool = True) -> set[str]:
+        """(``fields`` held.) Forget all but the ``keep`` most recently seen accounts; their
+        events stay until a pass takes them (:meth:`take_dropped`). ``notify``: tell
+        :attr:`on_dropped`."""
+        excess = len(self.last_seen) - keep
         oldest = heapq.nsmallest(excess, self.last_seen.items(), key=lambda kv: kv[1])
         dropped = {acc for acc, _ in oldest}
         for acc in dropped:
             del self.last_seen[acc]
+        self._dropped |= dropped
+        if notify:
+            self.on_dropped(dropped)
         return dropped
+
+    def take_dropped(self) -> set[str]:
+        """(``fields`` held.) The accounts dropped since the last call, to leave the window."""
+        dropped, self._dropped = self._dropped, set()
+        return dropped
+
+    def redrop(self, accounts: set[str]) -> None:
+        """(``fields`` held.) ``accounts`` (from :meth:`take_dropped`) still have events in the
+        window: the next pass removes them."""
+        self._dropped |= accounts
 
     def compact(
         self,
@@ -329,7 +387,7 @@ class WindowStore:
             self.frames = [events]
             self._n_events = events.height
             self.seen = set(events["request_id"].to_list())
-        self._window_end = window_end
+        self._window_end = self._bounded(window_end) if window_end is not None else None
         self.last_seen = last_seen
 
     # ------------------------------------------------------------------ queries

@@ -23,11 +23,14 @@ _TS_VARIANTS = (
     "",
 )
 _BAD_VALUES: dict[str, tuple[object, ...]] = {
-    "str": (5, 2.5, True, None, [], {"a": 1}, "BIGINT"),
-    "int": (5.0, True, "5", 2**15, -(2**15) - 1, 2**31, "BIGINT", "NEGBIGINT", 2**63, None),
-    "float": (True, "0.5", float("nan"), float("inf"), "HUGE", "BIGINT", 1e30, 2**70, None, 7),
+    "str": (5, 2.5, True, None, [], {"a": 1}, "BIGINT", "", "a\u0000b", "two\nlines", "../x",
+            "..", "a\\b", "x" * 257, "y" * 1025, "tab\tin", "sep\u2028", "c1\u0085"),
+    "int": (5.0, True, "5", 2**15, -(2**15) - 1, 2**31, "BIGINT", "NEGBIGINT", 2**63, None, -1,
+            1000, -(2**15)),
+    "float": (True, "0.5", float("nan"), float("inf"), "HUGE", "BIGINT", 1e30, 2**70, None, 7,
+              -0.5, -3, -0.0),
     "bool": (0, 1, "true", None),
-}
+}  # fmt: skip
 _LINE_ERRORS = (
     "null",
     "5",

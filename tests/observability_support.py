@@ -244,10 +244,21 @@ def train_model(out: Path) -> tuple[DistillScorer, Path]:
     return model, model.save(out / "model.joblib")
 
 
-def prometheus_config(out: Path, target: str) -> Path:
-    """The project's prometheus.yml, scraping ``target`` every second, its rules loaded from the
-    repo (absolute paths) and evaluated every second."""
-    config = load_yaml(PROM_CONFIG)
+def with_token_file(config: dict[str, Any], out: Path, token: str) -> dict[str, Any]:
+    """``config`` with the distillguard job's bearer-token file (the compose secret) replaced
+    by a file of ``out`` holding ``token``."""
+    (job,) = [j for j in config["scrape_configs"] if j["job_name"] == "distillguard"]
+    secret = out / "read_token"
+    secret.write_text(token + "\n")
+    job["authorization"]["credentials_file"] = str(secret)
+    return config
+
+
+def prometheus_config(out: Path, target: str, token: str = READ) -> Path:
+    """The project's prometheus.yml, scraping ``target`` every second with ``token`` (in the
+    file the config names), its rules loaded from the repo (absolute paths) and evaluated every
+    second."""
+    config = with_token_file(load_yaml(PROM_CONFIG), out, token)
     config["global"].update(scrape_interval="1s", scrape_timeout="1s", evaluation_interval="1s")
     config["rule_files"] = [str(PROM_DIR / pattern) for pattern in config["rule_files"]]
     (job,) = [j for j in config["scrape_configs"] if j["job_name"] == "distillguard"]

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,14 @@ def model_path(detectors: tuple[str, ...] = ("hbos", "capped_sum")) -> Path:
     model = pipeline.fit(train.events, scorer=DistillScorer(target_fpr=0.02, detectors=detectors))
     out = Path(tempfile.mkdtemp(prefix="dg-model-")) / "model.joblib"
     return model.save(out)
+
+
+def to_now(frame: pl.DataFrame, lead: timedelta = timedelta(minutes=1)) -> pl.DataFrame:
+    """``frame`` shifted in time so that its newest event is ``lead`` before now (the service
+    rejects events ahead of its clock)."""
+    newest = frame["ts"].max()
+    assert isinstance(newest, datetime)
+    return frame.with_columns(pl.col("ts") + (datetime.now(UTC) - lead - newest))
 
 
 def state_config(**settings: Any) -> StateConfig:
@@ -105,8 +114,15 @@ def metric_values(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], fl
     return out
 
 
-def scrape(client: httpx.Client) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    r = client.get("/metrics")
+def scrape(
+    client: httpx.Client, token: str | None = None
+) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """The metrics (/metrics needs the read scope by default): with ``token``, else with the
+    client's own token, else with :data:`READ`."""
+    headers = {}
+    if token or "authorization" not in client.headers:
+        headers["Authorization"] = f"Bearer {token or READ}"
+    r = client.get("/metrics", headers=headers)
     r.raise_for_status()
     return metric_values(r.text)
 
@@ -173,29 +189,44 @@ class ThreadServer:
 
 
 class ProcessServer:
-    """``run_server(Settings())`` in a child process configured by environment variables."""
+    """``run_server(Settings())`` in a child process configured by environment variables
+    (``module``: run that module instead, e.g. ``tests.fault_injection``; ``env``: more
+    environment variables)."""
 
-    def __init__(self, settings: Settings, log_path: Path) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        log_path: Path,
+        *,
+        module: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.settings = settings
         self.url = f"http://127.0.0.1:{settings.port}"
         self.log_path = log_path
+        self.module = module
+        self.env = env or {}
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> ProcessServer:
-        env = {**os.environ, **settings_env(self.settings)}
+    def start(self, *, ready: bool = True) -> ProcessServer:
+        """Start it and wait until /readyz answers 200 (``ready=False``: until /healthz does)."""
+        env = {**os.environ, **settings_env(self.settings), **self.env}
         env.setdefault("PYTHONPATH", str(REPO))
-        code = "from service.server import run_server; from service.settings import Settings; "
-        code += "run_server(Settings())"
+        if self.module:
+            cmd = [sys.executable, "-m", self.module]
+        else:
+            code = "from service.server import run_server; from service.settings import Settings; "
+            cmd = [sys.executable, "-c", code + "run_server(Settings())"]
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=log, stderr=log)
-        wait_for(self._ready, 60, every=0.1)
+        self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log, cwd=REPO)
+        wait_for(lambda: self._answers("/readyz" if ready else "/healthz"), 60, every=0.1)
         return self
 
-    def _ready(self) -> bool:
+    def _answers(self, path: str) -> bool:
         assert self.proc is not None
         if self.proc.poll() is not None:
             raise RuntimeError(f"server exited {self.proc.returncode}: {self.log_path.read_text()}")
-        return httpx.get(self.url + "/readyz", headers=_auth(self.settings), timeout=2).is_success
+        return httpx.get(self.url + path, headers=_auth(self.settings), timeout=2).is_success
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         assert self.proc is not None

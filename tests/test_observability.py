@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from service.settings import Settings
 from tests.observability_support import (
@@ -55,6 +57,7 @@ from tests.observability_support import (
     rules,
     substitute,
     variable_query,
+    with_token_file,
 )
 
 needs_promtool = pytest.mark.skipif(
@@ -71,8 +74,14 @@ needs_prometheus = pytest.mark.skipif(
 
 
 @needs_promtool
-def test_promtool_check_config() -> None:
-    done = promtool("check", "config", PROM_CONFIG)
+def test_promtool_check_config(tmp_path: Path) -> None:
+    """The config as is, but for the scrape token's file: the compose secret is mounted at
+    /run/secrets/read_token in the container only (promtool checks that the file exists)."""
+    config = with_token_file(load_yaml(PROM_CONFIG), tmp_path, "a-read-token")
+    checked = tmp_path / "prometheus.yml"
+    checked.write_text(yaml.safe_dump(config, sort_keys=False))
+    shutil.copytree(PROM_DIR / "rules", tmp_path / "rules")
+    done = promtool("check", "config", checked)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "SUCCESS" in done.stdout + done.stderr
 
@@ -159,7 +168,11 @@ def test_config_loads_every_rule_file() -> None:
     loaded = {p.resolve() for g in config["rule_files"] for p in PROM_DIR.glob(g)}
     assert loaded == {p.resolve() for p in RULE_FILES}
     jobs = {j["job_name"]: j for j in config["scrape_configs"]}
-    assert "distillguard" in jobs
+    # /metrics needs the read token: Prometheus sends it from the secret compose mounts
+    assert jobs["distillguard"]["authorization"] == {
+        "type": "Bearer",
+        "credentials_file": "/run/secrets/read_token",
+    }
 
 
 # -------------------------------------------------------------------- the dashboard
@@ -249,9 +262,17 @@ def test_compose_services_ports_and_mounts() -> None:
     services = compose["services"]
     assert {"distillguard", "feeder", "prometheus", "grafana"} <= set(services)
     ports = {name: [str(p) for p in svc.get("ports", [])] for name, svc in services.items()}
-    assert "8000:8000" in ports["distillguard"]
-    assert "9090:9090" in ports["prometheus"]
-    assert "3000:3000" in ports["grafana"]
+    # the service publishes no port and sits on the internal network only (so does the feeder);
+    # Prometheus and Grafana publish on the host's loopback only
+    networks = compose["networks"]
+    for name in ("distillguard", "feeder"):
+        assert not ports[name], f"{name} publishes a port"
+        assert services[name]["networks"] == ["internal"], name
+    assert networks["internal"]["internal"] is True
+    assert "8000" in [str(p) for p in services["distillguard"]["expose"]]
+    assert ports["prometheus"] == ["127.0.0.1:9090:9090"]
+    assert ports["grafana"] == ["127.0.0.1:3000:3000"]
+    assert "internal" in services["prometheus"]["networks"]  # to scrape the service
     declared_volumes = set(compose.get("volumes") or {})
     for name, svc in services.items():
         build = svc.get("build")
@@ -316,9 +337,21 @@ def test_compose_environment_names_are_settings() -> None:
                 assert var in known, f"{name}: {var} is not a Settings field"
     env = environment(services["distillguard"])
     assert {"DISTILLGUARD_INGEST_TOKENS", "DISTILLGUARD_READ_TOKENS"} <= set(env)
-    assert (
-        environment(services["feeder"])[replay_token_envvar()] == env["DISTILLGUARD_INGEST_TOKENS"]
-    )
+    feeder = environment(services["feeder"])
+    assert feeder[replay_token_envvar()] == env["DISTILLGUARD_INGEST_TOKENS"]
+    assert feeder["FEED_READ_TOKEN"] == env["DISTILLGUARD_READ_TOKENS"]
+    # tokens are required, never a well-known fallback: ${VAR:?message}
+    required = re.compile(r"^\$\{(?P<var>[A-Z_]+):\?[^}]+\}$")
+    for value in (env["DISTILLGUARD_INGEST_TOKENS"], env["DISTILLGUARD_READ_TOKENS"]):
+        assert required.match(value), value
+    assert required.match(env["DISTILLGUARD_READ_TOKENS"])["var"] == "READ_TOKEN"  # type: ignore[index]
+    for value in [*env.values(), *feeder.values()]:
+        assert ":-" not in value, f"a fallback value: {value}"
+    assert env["DISTILLGUARD_METRICS_PUBLIC"] == "false"
+    # Prometheus gets the same READ_TOKEN as a secret file (prometheus.yml credentials_file)
+    compose = load_yaml(COMPOSE)
+    assert compose["secrets"]["read_token"] == {"environment": "READ_TOKEN"}
+    assert "read_token" in services["prometheus"]["secrets"]
     for script in (DEPLOY / "entrypoint.sh", DOCKERFILE):
         for var in re.findall(r"\bDISTILLGUARD_[A-Z_]+", script.read_text()):
             assert var in known, f"{script.name}: {var} is not a Settings field"

@@ -159,3 +159,67 @@ def test_batch_validation_reports_lines_of_the_body_as_sent(small: pl.DataFrame)
     assert validate_ndjson(body, max_events=3).rows == [3, 6]
     mixed = validate_records([json.loads(recs[0]), "x", {"ts": None}], lines=[7, 8, 9])
     assert mixed.rows == [7] and mixed.problems[0] == (8, None, "expected a JSON object, got str")
+
+
+# --------------------------------------------------------------------------- value rules
+
+
+def test_value_rules_beyond_the_dtypes(small: pl.DataFrame) -> None:
+    rec = _ndjson_lines(small.head(1))[0]
+    assert check_record(rec) == []
+    cases = {
+        "prompt_tokens": (-1, "must be >= 0, got -1"),
+        "n": (-2, "must be >= 0, got -2"),
+        "status": (-200, "must be >= 0, got -200"),
+        "latency_ms": (-0.5, "must be >= 0, got -0.5"),
+        "account_id": ("", "must not be empty"),
+        "api_key_id": ("k" * 257, "longer than 256 characters (257)"),
+        "conversation_id": ("..", "'..' is not an identifier"),
+        "user_agent": ("u" * 1025, "longer than 1024 characters (1025)"),
+    }
+    for field, (value, reason) in cases.items():
+        assert check_record(dict(rec, **{field: value})) == [(field, reason)], field
+    assert check_record(dict(rec, status=1000)) == [("status", "must be <= 999, got 1000")]
+    for bad in ("a\x00b", "a\nb", "../x", "a/../b", "a..\\b", "a\u2028b", "a\x85b"):
+        ((field, reason),) = check_record(dict(rec, account_id=bad))
+        assert field == "account_id" and reason.startswith("contains "), bad
+        assert "control characters or a '..' path segment" in reason
+    ((_, reason),) = check_record(dict(rec, model="gpt\x00"))
+    assert reason == "contains the control character '\\x00' at character 4"
+    # what stays valid: slashes (an AWS role ARN, an Azure resource id), dots inside an id, zero
+    # counts and latency
+    arn = "arn:aws:sts::123456789012:assumed-role/Backend/i-0a1b"
+    fine = dict(rec, user_agent="curl/8.5", account_id="org.acme...x", api_key_id=arn, n=0)
+    assert check_record(dict(fine, latency_ms=0)) == []
+    assert check_record(fine) == []
+
+
+def test_readers_reject_rule_breaking_values(tmp_path: Path, small: pl.DataFrame) -> None:
+    """The offline reader refuses the values ingest refuses, naming the row or line."""
+    bad = small.head(6).with_columns(
+        pl.when(pl.int_range(pl.len()) == 2).then(-3).otherwise(pl.col("prompt_tokens"))
+        .cast(pl.Int32).alias("prompt_tokens"),
+        pl.when(pl.int_range(pl.len()) == 4).then(pl.lit("a/../b")).otherwise(pl.col("account_id"))
+        .alias("account_id"),
+    )  # fmt: skip
+    bad.write_parquet(tmp_path / "bad.parquet")
+    with pytest.raises(EventSchemaError) as info:
+        read_events(tmp_path / "bad.parquet")
+    got = {(p.line, p.field): p.reason for p in info.value.problems}
+    assert got[(3, "prompt_tokens")] == "must be >= 0, got -3"
+    assert got[(5, "account_id")].startswith("contains '../' at character 3")
+    assert len(got) == 2
+    lines = _ndjson_lines(small.head(4))
+    lines[1]["latency_ms"] = -1.0
+    lines[3]["request_id"] = "r\nx"
+    (tmp_path / "bad.ndjson").write_text("\n".join(json.dumps(r) for r in lines) + "\n")
+    with pytest.raises(EventSchemaError) as info:
+        read_events(tmp_path / "bad.ndjson")
+    got = {(p.line, p.field): p.reason for p in info.value.problems}
+    assert got == {
+        (2, "latency_ms"): "must be >= 0, got -1.0",
+        (4, "request_id"): (
+            "contains '\\n' at character 2: identifiers may not hold control characters or a "
+            "'..' path segment"
+        ),
+    }

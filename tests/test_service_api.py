@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,6 +32,7 @@ from tests.service_support import (
     scenario,
     scrape,
     settle,
+    wait_for,
 )
 
 MAX_BODY = 256 * 1024
@@ -101,29 +104,37 @@ def test_auth_scopes(server: ThreadServer) -> None:
         assert c.get("/v1/campaigns", headers=auth).status_code == 403
         for tok in (READ, BOTH):
             assert c.get("/v1/accounts", headers={"Authorization": f"Bearer {tok}"}).is_success
-        # health and metrics are public by default
-        for path in ("/healthz", "/readyz", "/metrics"):
+        # health is public by default; metrics and the API docs need the read scope
+        for path in ("/healthz", "/readyz"):
             assert c.get(path).status_code == 200, path
-        spec = c.get("/openapi.json").json()
+        read = {"Authorization": f"Bearer {READ}"}
+        for path in ("/metrics", "/openapi.json", "/docs", "/redoc"):
+            assert c.get(path).status_code == 401, path
+            assert c.get(path, headers=auth).status_code == 403, path
+            assert c.get(path, headers=read).status_code == 200, path
+        spec = c.get("/openapi.json", headers=read).json()
         assert {"/v1/events", "/v1/accounts/{account_id}", "/v1/campaigns"} <= set(spec["paths"])
         assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
-        assert c.get("/docs").status_code == 200
+        assert "/openapi.json" in c.get("/docs", headers=read).text
 
 
-def test_protected_health_and_metrics(model: DistillScorer) -> None:
+def test_protected_health_public_metrics_and_docs(model: DistillScorer) -> None:
     settings = Settings(
         model_path=model_path(),
         port=free_port(),
         ingest_tokens=[INGEST],
         read_tokens=[READ],
         health_public=False,
-        metrics_public=False,
+        metrics_public=True,
+        docs_public=True,
     )
     with ThreadServer(settings, model) as srv, client_for(srv.url) as c:
-        for path in ("/healthz", "/readyz", "/metrics"):
+        for path in ("/healthz", "/readyz"):
             assert c.get(path).status_code == 401, path
             assert c.get(path, headers={"Authorization": f"Bearer {INGEST}"}).status_code == 403
             assert c.get(path, headers={"Authorization": f"Bearer {READ}"}).status_code == 200
+        for path in ("/metrics", "/openapi.json", "/docs", "/redoc"):  # made public explicitly
+            assert c.get(path).status_code == 200, path
 
 
 # --------------------------------------------------------------------------- bad input
@@ -154,7 +165,8 @@ def test_bad_lines_are_rejected_one_by_one(server: ThreadServer) -> None:
         assert got[(9, "ts")] == "cannot parse 'yesterday' as an ISO-8601 timestamp"
         # a JSON array body: "line" is the element number
         arr = json.dumps([records(107, 1)[0], {**records(108, 1)[0], "n": True}]).encode()
-        r = c.post("/v1/events", content=arr, headers={"Authorization": f"Bearer {INGEST}"})
+        headers = {"Authorization": f"Bearer {INGEST}", "Content-Type": "application/json"}
+        r = c.post("/v1/events", content=arr, headers=headers)
         assert r.json()["accepted"] == 1
         assert r.json()["rejected"] == [
             {"line": 2, "field": "n", "reason": "expected an integer, got True"}
@@ -223,7 +235,10 @@ def test_metrics_match_what_happened(server: ThreadServer) -> None:
         assert post(c, ndjson(batch[:50])).json()["duplicates"] == 50
         settle(c)
         after = scrape(c)
-        om = c.get("/metrics", headers={"Accept": "application/openmetrics-text"}).text
+        om = c.get(
+            "/metrics",
+            headers={"Accept": "application/openmetrics-text", "Authorization": f"Bearer {READ}"},
+        ).text
         scores = [a["score"] for a in all_accounts(c).values()]
 
     def d(name: str) -> float:
@@ -247,13 +262,14 @@ def test_metrics_match_what_happened(server: ThreadServer) -> None:
     assert bands == {
         band: sum(severity_of(s) == band for s in scores) for band, _ in SEVERITY_BANDS
     }
-    top = {
-        dict(lbl)["rank"]: v
+    top = {  # one series per account, labelled by account only (no rank: no churn)
+        dict(lbl)["account_id"]: v
         for (n, lbl), v in after.items()
         if n == "distillguard_top_account_score"
     }
-    assert sorted(top, key=int) == [str(i) for i in range(1, TOP_N + 1)]
-    assert [top[str(i)] for i in range(1, TOP_N + 1)] == sorted(top.values(), reverse=True)
+    assert all(len(lbl) == 1 for (n, lbl) in after if n == "distillguard_top_account_score")
+    assert len(top) == TOP_N
+    assert sorted(top.values(), reverse=True) == sorted(scores, reverse=True)[:TOP_N]
     info = [lbl for (n, lbl), _ in after.items() if n == "distillguard_model_info"]
     assert info and dict(info[0])["trained_at"]
     # OpenMetrics scrape: the score distribution is a gauge histogram
@@ -261,3 +277,43 @@ def test_metrics_match_what_happened(server: ThreadServer) -> None:
     assert types["distillguard_account_score"] == "gaugehistogram"
     assert types["distillguard_events_ingested"] == "counter"
     assert types["distillguard_campaigns"] == "gauge"
+
+
+def test_bodies_past_the_limit_wait_unread(model: DistillScorer) -> None:
+    """max_bodies_in_flight bounds the bodies read or held at once: while one slow body holds
+    the only slot, another request is not served; it is once the first is done."""
+    settings = Settings(
+        model_path=model_path(),
+        port=free_port(),
+        ingest_tokens=[INGEST],
+        read_tokens=[READ],
+        max_bodies_in_flight=1,
+    )
+    first, second = records(3000, 2), records(3002, 2)
+    gate = threading.Event()
+    done: dict[str, tuple[float, httpx.Response]] = {}
+
+    def slow() -> Iterator[bytes]:
+        yield (json.dumps(first[0]) + "\n").encode()
+        gate.wait(30)
+        yield json.dumps(first[1]).encode()
+
+    def send(name: str, body: bytes | Iterator[bytes]) -> None:
+        with client_for(srv.url) as c:
+            r = post(c, body)
+        done[name] = (time.monotonic(), r)
+
+    with ThreadServer(settings, model) as srv:
+        slots = srv.app.state.runtime.body_slots
+        a = threading.Thread(target=send, args=("a", slow()))
+        a.start()
+        wait_for(slots.locked)  # the slow body holds the slot
+        b = threading.Thread(target=send, args=("b", ndjson(second)))
+        b.start()
+        b.join(1.0)
+        assert "b" not in done  # waiting for the slot
+        gate.set()
+        a.join(30)
+        b.join(30)
+    assert done["a"][1].json()["accepted"] == 2 and done["b"][1].json()["accepted"] == 2
+    assert done["a"][0] <= done["b"][0]

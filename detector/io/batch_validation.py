@@ -5,8 +5,10 @@ Results are *identical* to the per-line path (``json.loads`` + :func:`check_reco
 :func:`records_to_frame` on the valid ones, a record at a time where a batch's timestamps cannot
 be read together): the same canonical frame, the same ``(line, field, reason)`` problems. The
 rules stay in one place: the column checks only *flag* records (a value of a type
-:func:`check_record` refuses, a missing, null or unknown field, an integer out of range, a
-non-finite or huge number, a timestamp :func:`check_timestamp` refuses), and each flagged record is
+:func:`check_record` refuses, a missing, null or unknown field, an integer out of range or
+outside its field's bounds, a non-finite, huge or negative-where-forbidden number, a timestamp
+:func:`check_timestamp` refuses, an identifier or short string breaking
+:func:`~detector.io.schema.check_string`), and each flagged record is
 then checked by :func:`check_record` itself, so each problem keeps its field and reason.
 
 Decoding: orjson, and the stdlib ``json`` wherever orjson refuses a line (NaN, a lone
@@ -45,12 +47,24 @@ import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
 from detector.io.schema import (
+    DOT_IDS,
     EVENT_COLUMNS,
     EVENT_SCHEMA,
+    ID_FIELDS,
+    ID_FORBIDDEN,
+    ID_FORBIDDEN_RE2,
     INT_RANGES,
+    LABEL_FIELDS,
+    LABEL_FORBIDDEN,
+    LABEL_FORBIDDEN_RE2,
+    MAX_ID_CHARS,
+    MAX_LABEL_CHARS,
+    MAX_VALUES,
+    MIN_VALUES,
     NULLABLE_EVENT_COLUMNS,
     REQUIRED_EVENT_COLUMNS,
     check_record,
+    check_string,
     check_timestamp,
     columns_to_frame,
     records_to_frame,
@@ -83,6 +97,41 @@ def _column_rule(name: str, dtype: pl.DataType) -> tuple[str, frozenset[type]]:
 
 
 _RULES = {c: _column_rule(c, t) for c, t in EVENT_SCHEMA.items()}
+
+
+def _int_bounds(name: str, dtype: pl.DataType) -> tuple[int, int]:
+    """The integers :func:`check_value` accepts in an integer column: its dtype's range,
+    narrowed by the field's bounds."""
+    lo, hi = INT_RANGES[dtype.base_type().__name__]
+    return max(lo, MIN_VALUES.get(name, lo)), min(hi, MAX_VALUES.get(name, hi))
+
+
+_INT_BOUNDS = {c: _int_bounds(c, t) for c, t in EVENT_SCHEMA.items() if _RULES[c][0] == "int"}
+# integer columns whose field bounds are narrower than their dtype (the bulk path checks them)
+_NARROWED = {
+    c: b for c, b in _INT_BOUNDS.items() if b != INT_RANGES[EVENT_SCHEMA[c].base_type().__name__]
+}
+_FLOAT_MINS = {
+    c: MIN_VALUES[c] for c, (kind, _) in _RULES.items() if kind == "float" and c in MIN_VALUES
+}
+
+
+def _strings_pass(name: str, values: list[str]) -> bool:
+    """Does every string of a column surely pass :func:`check_string`? (C loops: the lengths,
+    one regex search over the values joined: a forbidden character is one character.)"""
+    lengths = list(map(len, values))
+    joined = "".join(values)
+    if name in ID_FIELDS:
+        return (
+            min(lengths) > 0
+            and max(lengths) <= MAX_ID_CHARS
+            and not ID_FORBIDDEN.search(joined)
+            and DOT_IDS.isdisjoint(values)
+        )
+    return max(lengths) <= MAX_LABEL_CHARS and not LABEL_FORBIDDEN.search(joined)
+
+
+_STRING_RULES = frozenset(ID_FIELDS) | frozenset(LABEL_FIELDS)
 
 
 class MalformedRecord(ValueError):
@@ -130,7 +179,7 @@ def _flag(records: Sequence[Any]) -> tuple[set[int], dict[str, list[Any]]]:
             flagged.update(i for i, d in enumerate(dicts) if tuple(d) in bad)
         by_name = {name: [d.get(name) for d in dicts] for name in EVENT_COLUMNS}
     columns: dict[str, list[Any]] = {}
-    for name, dtype in EVENT_SCHEMA.items():
+    for name in EVENT_COLUMNS:
         kind, allowed = _RULES[name]
         values = by_name[name]
         columns[name] = values
@@ -138,16 +187,32 @@ def _flag(records: Sequence[Any]) -> tuple[set[int], dict[str, list[Any]]]:
         if not types <= allowed:
             flagged.update(i for i, v in enumerate(values) if type(v) not in allowed)
         if kind == "int" and int in types:
-            lo, hi = INT_RANGES[dtype.base_type().__name__]
+            lo, hi = _INT_BOUNDS[name]
             ints = values if types == {int} else [v for v in values if type(v) is int]
             if min(ints) < lo or max(ints) > hi:
                 flagged.update(
                     i for i, v in enumerate(values) if type(v) is int and not lo <= v <= hi
                 )
-        elif kind == "float" and float in types and _beyond(values, types):
-            flagged.update(  # NaN compares False: flagged too
-                i for i, v in enumerate(values) if type(v) is float and not -_BIG < v < _BIG
-            )
+        elif kind == "float" and (float in types or int in types):
+            if float in types and _beyond(values, types):
+                flagged.update(  # NaN compares False: flagged too
+                    i for i, v in enumerate(values) if type(v) is float and not -_BIG < v < _BIG
+                )
+            low = _FLOAT_MINS.get(name)
+            if low is not None:
+                nums = [v for v in values if type(v) is int or type(v) is float]
+                if not all(v >= low for v in nums):  # NaN compares False: flagged too
+                    flagged.update(
+                        i
+                        for i, v in enumerate(values)
+                        if (type(v) is int or type(v) is float) and not v >= low
+                    )
+        elif kind == "str" and name in _STRING_RULES and str in types:
+            strs = values if types == {str} else [v for v in values if type(v) is str]
+            if not _strings_pass(name, strs):
+                flagged.update(
+                    i for i, v in enumerate(values) if type(v) is str and check_string(name, v)
+                )
         elif kind == "ts" and str in types:
             ok = [v is None or check_timestamp(v) is None for v in values]
             if not all(ok):
@@ -337,6 +402,8 @@ def _bulk(data: bytes, n: int) -> pl.DataFrame | None:
         below = pc.less(pc.abs(table.column(name), memory_pool=_POOL), _EXACT, memory_pool=_POOL)
         if pc.all(below, memory_pool=_POOL).as_py() is False:
             return None
+    if not _bulk_rules_pass(table):
+        return None
     if not pc.all(pc.match_substring_regex(ts, _TS_PATTERN, memory_pool=_POOL)).as_py():
         return None
     try:
@@ -353,6 +420,66 @@ def _bulk(data: bytes, n: int) -> pl.DataFrame | None:
     if frame.schema != _SCHEMA:  # pragma: no cover - the schemas agree
         return None
     return frame
+
+
+def _bulk_rules_pass(table: pa.Table) -> bool:
+    """Does every value of ``table`` (read by pyarrow, NaN already excluded) surely pass the
+    field rules of :func:`detector.io.schema.check_value`: integer and float bounds, identifier
+    and short-string rules? Conservative (a False only sends the body the per-record way) and
+    cheap: numpy over the columns' buffers (values under null slots included: at worst a
+    needless False), and a regex only for string columns holding bytes other than printable
+    ASCII."""
+    for name, (lo, hi) in _NARROWED.items():
+        for chunk in table.column(name).chunks:
+            values = _numbers(chunk)
+            if values.size and (values.min() < lo or values.max() > hi):
+                return False
+    for name, low in _FLOAT_MINS.items():
+        for chunk in table.column(name).chunks:
+            values = _numbers(chunk)
+            if values.size and not values.min() >= low:  # NaN under a null: a needless False
+                return False
+    for name in _STRING_RULES:
+        is_id = name in ID_FIELDS
+        for chunk in table.column(name).chunks:
+            if not _strings_surely_pass(chunk, is_id):
+                return False
+    return True
+
+
+def _numbers(chunk: pa.Array) -> np.ndarray:
+    """The values buffer of a numeric array, as numpy (null slots hold whatever is there)."""
+    dtype = np.dtype(chunk.type.to_pandas_dtype())
+    values = np.frombuffer(chunk.buffers()[1], dtype=dtype)
+    return values[chunk.offset : chunk.offset + len(chunk)]
+
+
+def _strings_surely_pass(chunk: pa.Array, is_id: bool) -> bool:
+    """Do the strings of ``chunk`` surely pass :func:`~detector.io.schema.check_string`?"""
+    if len(chunk) == 0:
+        return True
+    offsets = np.frombuffer(chunk.buffers()[1], dtype=np.int32)
+    offsets = offsets[chunk.offset : chunk.offset + len(chunk) + 1]
+    lengths = np.diff(offsets)  # bytes (>= characters); null slots: 0
+    limit = MAX_ID_CHARS if is_id else MAX_LABEL_CHARS
+    if lengths.max() > limit and pc.max(pc.utf8_length(chunk)).as_py() > limit:
+        return False
+    if is_id and lengths.min() <= 2:  # empty, '.' or '..' (or a null slot)
+        least = lengths.min() if not chunk.null_count else pc.min(pc.binary_length(chunk)).as_py()
+        dots = least is not None and least <= 2 and pc.any(pc.is_in(chunk, _DOT_IDS)).as_py()
+        if least == 0 or dots:
+            return False
+    data = chunk.buffers()[2]
+    if data is None or offsets[-1] == offsets[0]:
+        return True
+    raw = np.frombuffer(data, dtype=np.uint8)[offsets[0] : offsets[-1]]
+    if raw.min() >= 0x20 and raw.max() < 0x7F:  # printable ASCII (the usual column)
+        return not is_id or not (b"../" in (text := raw.tobytes()) or b"..\\" in text)
+    pattern = ID_FORBIDDEN_RE2 if is_id else LABEL_FORBIDDEN_RE2  # control or non-ASCII bytes
+    return not pc.any(pc.match_substring_regex(chunk, pattern, memory_pool=_POOL)).as_py()
+
+
+_DOT_IDS = pa.array(sorted(DOT_IDS), pa.string())
 
 
 def validate_ndjson(body: bytes, max_events: int | None = None) -> ValidatedBatch:

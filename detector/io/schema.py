@@ -13,6 +13,7 @@ import glob
 import gzip
 import json
 import math
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -93,6 +94,41 @@ INT_RANGES: dict[str, tuple[int, int]] = {
 
 MAX_REPORTED_PROBLEMS = 20
 
+# --- value rules (beyond the dtypes), the same for the offline reader and the service's ingest
+# Identifiers name accounts, keys, requests and conversations in the service's API paths
+# (``/v1/accounts/{account_id}``), its metrics, logs and snapshots, and the audit's report: 1 to
+# MAX_ID_CHARS characters, no control character (NUL, newline, ...), no '..' path segment ('../'
+# or '..\\'), neither '.' nor '..'. Slashes themselves are allowed: real identifiers hold them
+# (AWS role ARNs, Azure resource ids); the API takes any identifier percent-encoded.
+ID_FIELDS: tuple[str, ...] = ("request_id", "account_id", "api_key_id", "conversation_id")
+MAX_ID_CHARS = 256
+# Other short strings: at most MAX_LABEL_CHARS characters, no control character.
+LABEL_FIELDS: tuple[str, ...] = ("ip", "user_agent", "model", "endpoint", "finish_reason")
+MAX_LABEL_CHARS = 1024
+# Control characters (C0, DEL, C1) and the Unicode line / paragraph separators; the same class
+# in Python's ``re`` and in the RE2 / Rust syntax of pyarrow and polars.
+CONTROL_CLASS = r"\x00-\x1f\x7f-\x9f\u2028\u2029"
+CONTROL_CLASS_RE2 = r"\x00-\x1f\x7f-\x{9f}\x{2028}\x{2029}"
+ID_FORBIDDEN_RE2 = "[" + CONTROL_CLASS_RE2 + r"]|\.\.[/\\]"
+LABEL_FORBIDDEN_RE2 = "[" + CONTROL_CLASS_RE2 + "]"
+ID_FORBIDDEN = re.compile("[" + CONTROL_CLASS + r"]|\.\.[/\\]")
+LABEL_FORBIDDEN = re.compile("[" + CONTROL_CLASS + "]")
+DOT_IDS = frozenset({".", ".."})
+# Counts, sizes, latency and status are never negative; a status is an HTTP code (or 0 where a
+# gateway logs none).
+MIN_VALUES: dict[str, int] = {
+    "prompt_tokens": 0,
+    "completion_tokens": 0,
+    "max_tokens": 0,
+    "n": 0,
+    "top_logprobs": 0,
+    "logit_bias_size": 0,
+    "tools_count": 0,
+    "status": 0,
+    "latency_ms": 0,
+}
+MAX_VALUES: dict[str, int] = {"status": 999}
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -140,15 +176,55 @@ def check_timestamp(value: Any) -> str | None:
     return None
 
 
+def check_string(field: str, value: str) -> str | None:
+    """Reason why a string breaks the rules of an identifier (:data:`ID_FIELDS`) or another
+    short string (:data:`LABEL_FIELDS`); None when it does not (or ``field`` has no rule)."""
+    if field in ID_FIELDS:
+        if not value:
+            return "must not be empty"
+        if len(value) > MAX_ID_CHARS:
+            return f"longer than {MAX_ID_CHARS} characters ({len(value)})"
+        bad = ID_FORBIDDEN.search(value)
+        if bad:
+            return (
+                f"contains {bad.group()!r} at character {bad.start() + 1}: identifiers may not "
+                "hold control characters or a '..' path segment"
+            )
+        if value in DOT_IDS:
+            return f"{value!r} is not an identifier"
+    elif field in LABEL_FIELDS:
+        if len(value) > MAX_LABEL_CHARS:
+            return f"longer than {MAX_LABEL_CHARS} characters ({len(value)})"
+        bad = LABEL_FORBIDDEN.search(value)
+        if bad:
+            return f"contains the control character {bad.group()!r} at character {bad.start() + 1}"
+    return None
+
+
+def check_bounds(field: str, value: float) -> str | None:
+    """Reason why a number is outside its field's bounds (:data:`MIN_VALUES`,
+    :data:`MAX_VALUES`); None when it is inside."""
+    lo = MIN_VALUES.get(field)
+    if lo is not None and value < lo:
+        return f"must be >= {lo}, got {value!r}"
+    hi = MAX_VALUES.get(field)
+    if hi is not None and value > hi:
+        return f"must be <= {hi}, got {value!r}"
+    return None
+
+
 def check_value(field: str, value: Any, dtype: pl.DataType) -> str | None:
-    """Reason why one JSON value cannot be stored in ``dtype``; None when it can."""
+    """Reason why one JSON value cannot be stored in ``dtype`` or breaks its field's rules;
+    None when it can and does not."""
     name = dtype.base_type().__name__ if hasattr(dtype, "base_type") else str(dtype)
     if value is None:
         return None if field in NULLABLE_EVENT_COLUMNS else "is required but null"
     if isinstance(dtype, pl.Datetime):
         return check_timestamp(value)
     if isinstance(dtype, pl.String):
-        return None if isinstance(value, str) else f"expected a string, got {type(value).__name__}"
+        if not isinstance(value, str):
+            return f"expected a string, got {type(value).__name__}"
+        return check_string(field, value)
     if isinstance(dtype, pl.Boolean):
         return None if isinstance(value, bool) else f"expected true/false, got {value!r}"
     if name in INT_RANGES:
@@ -157,14 +233,42 @@ def check_value(field: str, value: Any, dtype: pl.DataType) -> str | None:
         lo, hi = INT_RANGES[name]
         if not lo <= value <= hi:
             return f"integer {value} out of range for {name}"
-        return None
+        return check_bounds(field, value)
     if isinstance(dtype, pl.Float32):
         if isinstance(value, bool) or not isinstance(value, int | float):
             return f"expected a number, got {value!r}"
         if isinstance(value, float) and not math.isfinite(value):
             return f"expected a finite number, got {value!r}"
-        return None
+        return check_bounds(field, value)
     return None  # pragma: no cover - every schema dtype is handled above
+
+
+def rule_violations() -> dict[str, pl.Expr]:
+    """Per field with value rules, a boolean expression: the value breaks them (null: no
+    value). Vectorised :func:`check_string` and :func:`check_bounds`, for readers of whole
+    frames; the reason of a flagged value comes from :func:`check_value`."""
+    out: dict[str, pl.Expr] = {}
+    for field in ID_FIELDS:
+        col = pl.col(field)
+        n = col.str.len_chars()
+        out[field] = (
+            (n == 0)
+            | (n > MAX_ID_CHARS)
+            | col.str.contains(ID_FORBIDDEN_RE2)
+            | col.is_in(sorted(DOT_IDS))
+        )
+    for field in LABEL_FIELDS:
+        col = pl.col(field)
+        out[field] = (col.str.len_chars() > MAX_LABEL_CHARS) | col.str.contains(LABEL_FORBIDDEN_RE2)
+    for field in sorted(MIN_VALUES.keys() | MAX_VALUES.keys()):
+        col = pl.col(field)
+        cond = pl.lit(False)
+        if field in MIN_VALUES:
+            cond = cond | (col < MIN_VALUES[field])
+        if field in MAX_VALUES:
+            cond = cond | (col > MAX_VALUES[field])
+        out[field] = cond
+    return out
 
 
 def check_record(record: Any, *, allow_unknown: bool = False) -> list[tuple[str | None, str]]:
@@ -319,10 +423,20 @@ def _scan_parquet(path: Path, *, validate: bool) -> pl.LazyFrame:
         raise EventSchemaError(problems)
     out = lf.select(casts)
     if validate:
-        nulls = (
-            out.select([pl.col(c).null_count() for c in REQUIRED_EVENT_COLUMNS]).collect().row(0)
+        rules = rule_violations()
+        counts = (
+            out.select(
+                *[pl.col(c).null_count() for c in REQUIRED_EVENT_COLUMNS],
+                *[e.sum().alias(f"__{f}") for f, e in rules.items()],
+            )
+            .collect()
+            .row(0)
         )
+        nulls = counts[: len(REQUIRED_EVENT_COLUMNS)]
         bad = [c for c, k in zip(REQUIRED_EVENT_COLUMNS, nulls, strict=True) if k]
+        broken = [f for f, k in zip(rules, counts[len(nulls) :], strict=True) if k]
+        if broken and not bad:
+            raise EventSchemaError(_rule_problems(str(path), out, {f: rules[f] for f in broken}))
         if bad:
             first = (
                 out.with_row_index("__row", offset=1)
@@ -339,6 +453,25 @@ def _scan_parquet(path: Path, *, validate: bool) -> pl.LazyFrame:
             ]
             raise EventSchemaError(found[:MAX_REPORTED_PROBLEMS])
     return out
+
+
+def _rule_problems(source: str, frame: pl.LazyFrame, broken: dict[str, pl.Expr]) -> list[Problem]:
+    """The first rows of ``frame`` breaking the value rules ``broken`` (field -> expression of
+    :func:`rule_violations`), each reason from :func:`check_value` as for a JSON line."""
+    rows = (
+        frame.with_row_index("__row", offset=1)
+        .filter(pl.any_horizontal(*[e.fill_null(False) for e in broken.values()]))
+        .select("__row", *broken)
+        .head(MAX_REPORTED_PROBLEMS)
+        .collect()
+    )
+    found = []
+    for r in rows.iter_rows(named=True):
+        for field in broken:
+            reason = check_value(field, r[field], EVENT_SCHEMA[field])
+            if reason:
+                found.append(Problem(source, int(r["__row"]), field, reason, "row"))
+    return found[:MAX_REPORTED_PROBLEMS]
 
 
 def _castable(have: pl.DataType, want: pl.DataType) -> bool:
@@ -368,6 +501,8 @@ def _read_ndjson(path: Path) -> pl.DataFrame:
         df = df.with_columns(_parse_ts(pl.col("ts"))).cast(dict(EVENT_SCHEMA), strict=True)  # type: ignore[arg-type]
         if df.select(pl.any_horizontal(pl.col(REQUIRED_EVENT_COLUMNS).is_null().any())).item():
             raise ValueError("nulls in required columns")
+        if df.select(pl.any_horizontal(*[e.any() for e in rule_violations().values()])).item():
+            raise ValueError("values breaking the rules")  # the line scan names them
         # polars ignores unknown fields; the line scan below reports them.
         return _reject_unknown_fields(path, df)
     except Exception:

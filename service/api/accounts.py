@@ -90,7 +90,7 @@ async def list_accounts(
 
 
 @router.get(
-    "/{account_id}",
+    "/{account_id:path}",  # identifiers may hold '/' (an ARN, a resource id)
     response_model=Account,
     summary="One account's live score",
     responses={404: {"description": "No event of this account is in the window."}},

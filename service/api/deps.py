@@ -54,9 +54,16 @@ async def get_runtime(request: Request) -> Runtime | None:
 
 
 async def get_ready_state(request: Request) -> ScoringState:
-    """The scoring state, or 503 while the model loads / the state is restored."""
+    """The scoring state; 503 while the model loads / the state is restored, and with the
+    reason (no ``Retry-After``) when the restore failed."""
     runtime = runtime_of(request)
     state = runtime.state if runtime is not None else None
+    if runtime is not None and runtime.error is not None:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            f"the service cannot serve: {runtime.error}. Fix the cause and restart it "
+            "(GET /readyz and the service log say more).",
+        )
     if state is None or not state.ready:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
@@ -125,3 +132,4 @@ IngestAccess = Annotated[None, Depends(require_scope("ingest"))]
 ReadAccess = Annotated[None, Depends(require_scope("read"))]
 HealthAccess = Annotated[None, Depends(require_scope("read", "health_public"))]
 MetricsAccess = Annotated[None, Depends(require_scope("read", "metrics_public"))]
+DocsAccess = Annotated[None, Depends(require_scope("read", "docs_public"))]

@@ -24,11 +24,36 @@ class IngestResponse(BaseModel):
     accepted: int = Field(description="Events added to the window (durably logged first).")
     duplicates: int = Field(description="Events whose request_id was already ingested.")
     rejected_lines: int = Field(description="Lines rejected (each may list several problems).")
-    rejected: list[RejectedLine] = Field(description="One entry per problem, by line.")
+    rejected: list[RejectedLine] = Field(
+        description="One entry per problem, by line: the first max_rejected_listed of them "
+        "(echoed field names and values cut to 120 characters)."
+    )
+    rejected_not_listed: int = Field(
+        default=0, description="Problems beyond those listed in `rejected`."
+    )
 
 
 class ErrorResponse(BaseModel):
     detail: str
+
+
+MEDIA_TYPES = ("application/x-ndjson", "application/json")
+
+
+def _check_media_type(request: Request) -> None:
+    """415 unless the body is declared NDJSON or JSON (in UTF-8, if a charset is given)."""
+    declared = request.headers.get("content-type", "")
+    media, _, params = declared.partition(";")
+    charset = ""
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset":
+            charset = value.strip().strip('"').lower()
+    if media.strip().lower() not in MEDIA_TYPES or charset not in ("", "utf-8", "utf8"):
+        raise HTTPException(
+            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+            f"Content-Type must be {' or '.join(MEDIA_TYPES)} (UTF-8); got {declared[:80]!r}",
+        )
 
 
 def _too_large(limit: int) -> HTTPException:
@@ -60,7 +85,12 @@ async def _read_body(request: Request, limit: int) -> bytes:
         401: {"model": ErrorResponse, "description": "Missing or invalid bearer token."},
         403: {"model": ErrorResponse, "description": "Token lacks the `ingest` scope."},
         413: {"model": ErrorResponse, "description": "Body or event count over the limits."},
-        503: {"model": ErrorResponse, "description": "Starting up, or the log is unavailable."},
+        415: {"model": ErrorResponse, "description": "Not application/x-ndjson or /json."},
+        503: {
+            "model": ErrorResponse,
+            "description": "Starting up, the restore failed, or the log cannot be written "
+            "(the detail says which).",
+        },
     },
     openapi_extra={
         "requestBody": {
@@ -86,24 +116,39 @@ async def post_events(
 
     Valid lines are accepted even when others in the same body are not. Ingest is idempotent
     on `request_id`: a replayed event counts as a duplicate. An accepted batch is written to the
-    write-ahead log (fsync) before this answers."""
+    write-ahead log (fsync) before this answers. Events more than `max_future_skew_s` ahead of
+    the server clock are rejected (`ts`), as are events older than the window."""
     t0 = time.perf_counter()
     try:
-        body = await _read_body(request, settings.max_body_bytes)
-        assert runtime is not None and runtime.ingest_slots is not None  # ready implies both
-        async with runtime.ingest_slots:  # at most `ingest_workers` bodies in worker threads
-            outcome = await run_in_threadpool(
-                ingest_body, state, body, settings.max_events_per_request
-            )
+        _check_media_type(request)
+        assert runtime is not None and runtime.body_slots is not None  # ready implies them
+        assert runtime.ingest_slots is not None
+        async with runtime.body_slots:  # at most `max_bodies_in_flight` bodies read or held
+            body = await _read_body(request, settings.max_body_bytes)
+            async with runtime.ingest_slots:  # at most `ingest_workers` in worker threads
+                outcome = await run_in_threadpool(
+                    ingest_body,
+                    state,
+                    body,
+                    settings.max_events_per_request,
+                    settings.max_rejected_listed,
+                )
+            del body
     except HTTPException as exc:
         if exc.status_code == status.HTTP_413_CONTENT_TOO_LARGE:
             metrics.requests_rejected.labels("too_large").inc()
+        elif exc.status_code == status.HTTP_415_UNSUPPORTED_MEDIA_TYPE:
+            metrics.requests_rejected.labels("unsupported_media_type").inc()
         raise
     except BodyError as exc:
         metrics.requests_rejected.labels(exc.reason).inc()
         raise HTTPException(exc.status, exc.message) from None
     metrics.record_ingest(
-        outcome.accepted, outcome.duplicates, outcome.rejected, time.perf_counter() - t0
+        outcome.accepted,
+        outcome.duplicates,
+        outcome.rejected,
+        time.perf_counter() - t0,
+        outcome.result.dropped_accounts,
     )
     return IngestResponse(
         accepted=outcome.accepted,
@@ -112,4 +157,5 @@ async def post_events(
         rejected=[
             RejectedLine(line=p.line, field=p.field, reason=p.reason) for p in outcome.problems
         ],
+        rejected_not_listed=outcome.not_listed,
     )
