@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, Field
 
+from detector.calibration import score_reading
 from detector.severity import bands_text, severity
 from service.api.deps import ReadAccess, ReadyStateDep
 from service.records import AccountView
@@ -23,7 +24,14 @@ class Window(BaseModel):
 
 class AccountSummary(BaseModel):
     account_id: str
-    score: float | None = Field(description="0-100, higher = more suspicious; null until scored.")
+    score: float | None = Field(
+        description="0-100, higher = more suspicious; null until scored. 100 * (1 - S), S the "
+        "estimated share of normal accounts scoring as high: it never saturates, so accounts "
+        "rank all the way up."
+    )
+    reading: str | None = Field(
+        description="The score in words, e.g. 'rarer than 1 in 3,700 normal accounts'."
+    )
     flagged: bool | None = Field(description="score >= the model's flag threshold.")
     severity: str | None = Field(
         description=f"Band of the score: {bands_text()} (null below the lowest)."
@@ -61,6 +69,7 @@ def _summary_fields(view: AccountView, state: ScoringState) -> dict[str, object]
     return {
         "account_id": view.account_id,
         "score": s.score if s else None,
+        "reading": score_reading(s.score) if s else None,
         "flagged": s.flagged if s else None,
         "severity": severity(s.score) if s else None,
         "reasons": list(s.reasons) if s else [],
