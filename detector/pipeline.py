@@ -32,13 +32,15 @@ from sklearn.base import clone
 from detector.campaigns.scoring import (
     CampaignResult,
     CampaignScorer,
+    Links,
     apply_campaigns,
-    detect_campaigns,
+    link_campaigns,
+    score_campaigns,
 )
 from detector.features import account_features
 from detector.fingerprints import fingerprint_events
 from detector.models import DistillScorer
-from detector.subaccounts import score_with_slices
+from detector.subaccounts import lift_slices
 from detector.window import Window
 
 Frame = pl.DataFrame | pl.LazyFrame
@@ -146,16 +148,53 @@ def score(
         mine = compact.filter(pl.col("account_id").is_in(ids.implode()))
     progress("computing account features")
     feats = features(mine, accounts, ctx)
+
+    def slices(fitted: DistillScorer, scored: pl.DataFrame) -> pl.DataFrame:
+        return lift_slices(fitted, mine, feats, scored, accounts, ctx)
+
+    def link() -> Links:
+        return link_campaigns(compact, feats["account_id"], accounts, scorer=campaign_scorer)
+
+    return score_table(
+        feats,
+        model,
+        slices,
+        link if campaigns is True else campaigns,
+        campaign_scorer=campaign_scorer,
+        progress=progress,
+    )
+
+
+SliceLift = Callable[[DistillScorer, pl.DataFrame], pl.DataFrame]
+
+
+def score_table(
+    feats: pl.DataFrame,
+    model: DistillScorer,
+    slices: SliceLift,
+    campaigns: Callable[[], Links] | bool | pl.DataFrame,
+    *,
+    campaign_scorer: CampaignScorer | None = None,
+    progress: Progress = _quiet,
+) -> Scored:
+    """The stages of :func:`score` on the table of accounts (one row per account, small enough
+    for one machine), whichever engine computed it — :func:`score` here, the Spark engine
+    (:mod:`detector.spark`) on a cluster: fit ``model`` if unfitted, score ``feats``, lift
+    accounts by their IP / key slices (``slices(model, scored)``), then campaigns.
+
+    ``campaigns``: a function returning the :class:`Links` of these accounts (campaigns are
+    detected), or as :func:`score`'s ``campaigns`` (False, or a table from an earlier pass)."""
     if not is_fitted(model):
         progress("no trained model: fitting one on these accounts (unsupervised)")
         model = clone(model).fit(feats)
     progress("scoring accounts and their IP / key slices")
-    alone = score_with_slices(model, mine, feats, accounts, ctx)
-    if campaigns is True:
+    alone = slices(model, model.score(feats))
+    if callable(campaigns):
         progress("linking accounts into campaigns")
-        found = detect_campaigns(compact, alone, feats, accounts, model, scorer=campaign_scorer)
+        links = campaigns()
+        found = score_campaigns(links, alone, feats, model, scorer=campaign_scorer)
         return Scored(feats, alone, found.accounts, model, found)
-    if campaigns is False or campaigns.height == 0:
+    if campaigns is False or campaigns is True or campaigns.height == 0:
         final = alone.with_columns(pl.lit(None, dtype=pl.String).alias("campaign_id"))
         return Scored(feats, alone, final, model)
     assignments = (

@@ -247,11 +247,69 @@ def apply_campaigns(
 
 
 @dataclass
+class Links:
+    """What linkage found, before any score: it depends on the events alone, so a pipeline
+    that recalibrates scores links once and scores campaigns again."""
+
+    evidence: pl.DataFrame  # account_id, kind, value (account_evidence)
+    edges: pl.DataFrame  # src, dst, weight, evidence
+    assignments: pl.DataFrame  # account_id, campaign_id (null: in no campaign)
+    # kind, value, total: holders of each value among all accounts, when ``evidence`` holds
+    # only some accounts' rows (the Spark engine keeps the campaign members' rows only)
+    totals: pl.DataFrame | None = None
+
+
+@dataclass
 class CampaignResult:
     edges: pl.DataFrame  # src, dst, weight, evidence
     assignments: pl.DataFrame  # account_id, campaign_id
     campaigns: pl.DataFrame  # the campaign summary (CampaignScorer.score)
     accounts: pl.DataFrame  # account scores with campaign evidence and campaign_id
+
+
+def link_campaigns(
+    compact: pl.LazyFrame | pl.DataFrame,
+    account_ids: pl.Series,
+    accounts: pl.DataFrame | None,
+    *,
+    scorer: CampaignScorer | None = None,
+    link_options: dict[str, Any] | None = None,
+) -> Links:
+    """Evidence, weighted edges and campaign assignments of ``account_ids`` (the accounts of
+    ``compact``): :func:`account_evidence`, :func:`link_accounts`, :func:`find_campaigns`."""
+    min_weight = (scorer if scorer is not None else CampaignScorer()).min_weight
+    evidence = account_evidence(compact, accounts)
+    edges = link_accounts(compact, accounts, evidence=evidence, **(link_options or {}))
+    assignments, _ = find_campaigns(edges, account_ids, min_weight=min_weight)
+    return Links(evidence, edges, assignments)
+
+
+def score_campaigns(
+    links: Links,
+    account_scores: pl.DataFrame,
+    features: pl.DataFrame,
+    model: Calibrated,
+    *,
+    scorer: CampaignScorer | None = None,
+) -> CampaignResult:
+    """Describe and score the linked campaigns and raise their members' scores.
+
+    ``account_scores`` are the scores of the linked accounts on their own (with their slices)
+    by ``model``; ``features`` their features; lifted scores stay on ``model``'s calibration
+    and are flagged at its threshold."""
+    cs = clone(scorer) if scorer is not None else CampaignScorer()
+    cs.fit(features)
+    feats = campaign_features(
+        links.assignments,
+        account_scores,
+        features,
+        links.evidence,
+        links.edges,
+        value_totals=links.totals,
+    )
+    campaigns = cs.score(feats, model)
+    scored = apply_campaigns(account_scores, links.assignments, campaigns, model, scorer=cs)
+    return CampaignResult(links.edges, links.assignments, campaigns, scored)
 
 
 def detect_campaigns(
@@ -264,17 +322,9 @@ def detect_campaigns(
     scorer: CampaignScorer | None = None,
     link_options: dict[str, Any] | None = None,
 ) -> CampaignResult:
-    """Link, group, describe and score campaigns, and raise their members' scores.
-
-    ``account_scores`` are the scores of the accounts of ``compact`` on their own (with their
-    slices) by ``model``; ``features`` their features; lifted scores stay on ``model``'s
-    calibration and are flagged at its threshold."""
-    cs = clone(scorer) if scorer is not None else CampaignScorer()
-    cs.fit(features)
-    evidence = account_evidence(compact, accounts)
-    edges = link_accounts(compact, accounts, evidence=evidence, **(link_options or {}))
-    assignments, _ = find_campaigns(edges, account_scores["account_id"], min_weight=cs.min_weight)
-    feats = campaign_features(assignments, account_scores, features, evidence, edges)
-    campaigns = cs.score(feats, model)
-    scored = apply_campaigns(account_scores, assignments, campaigns, model, scorer=cs)
-    return CampaignResult(edges, assignments, campaigns, scored)
+    """Link, group, describe and score campaigns, and raise their members' scores
+    (:func:`link_campaigns` then :func:`score_campaigns`)."""
+    links = link_campaigns(
+        compact, account_scores["account_id"], accounts, scorer=scorer, link_options=link_options
+    )
+    return score_campaigns(links, account_scores, features, model, scorer=scorer)
