@@ -176,14 +176,34 @@ def _run_audit(
     accounts: Path | None,
     time_to_detect: bool,
     campaigns: bool = True,
+    engine: str = "local",
+    spark_master: str = "local[*]",
 ) -> AuditResult:
     """Load what the options name and audit; input errors become a clear exit 2."""
     from detector.audit import audit as do_audit
     from detector.models import DistillScorer, ModelLoadError
+    from detector.spark.session import SparkUnavailableError
 
+    if engine not in ("local", "spark"):
+        raise _fail(f"--engine {engine!r}: use local or spark")
     try:
         scorer = DistillScorer.load(model) if model else None
         lab, acc = _optional_tables(logs, labels, accounts)
+        if engine == "spark":
+            from detector.spark.engine import audit as spark_audit
+
+            if time_to_detect:
+                raise ValueError("--time-to-detect runs with --engine local only")
+            return spark_audit(
+                logs,
+                out,
+                scorer,
+                lab,
+                acc,
+                campaigns=campaigns,
+                master=spark_master,
+                progress=_stage_printer(),
+            )
         return do_audit(
             logs,
             out,
@@ -195,6 +215,8 @@ def _run_audit(
             progress=_stage_printer(),
         )
     except (EventSchemaError, FileNotFoundError, ValueError, ModelLoadError) as exc:
+        raise _fail(str(exc)) from None
+    except SparkUnavailableError as exc:
         raise _fail(str(exc)) from None
 
 
@@ -214,10 +236,22 @@ def audit(
     campaigns: Annotated[
         bool, typer.Option(help="Link accounts into campaigns and score those too.")
     ] = True,
+    engine: Annotated[
+        str, typer.Option(help="local (polars, this machine) or spark (pip install '.[spark]').")
+    ] = "local",
+    spark_master: Annotated[
+        str,
+        typer.Option(
+            help="Spark master for --engine spark (SPARK_REMOTE and an active "
+            "session take precedence)."
+        ),
+    ] = "local[*]",
 ) -> None:
     """Score every account in the logs; write accounts.parquet/.csv, campaigns.parquet,
     summary.json and report.html."""
-    result = _run_audit(logs, out, model, labels, accounts, time_to_detect, campaigns)
+    result = _run_audit(
+        logs, out, model, labels, accounts, time_to_detect, campaigns, engine, spark_master
+    )
     print_audit(result, top)
     console.print(f"report: {result.paths['report']}")
 

@@ -314,6 +314,11 @@ def _sync_evidence(
     )
 
 
+def time_slot(bucket_s: int) -> pl.Expr:
+    """The ``bucket_s``-second time slot of each event (for synchronised activity)."""
+    return pl.col("ts").dt.epoch("s") // bucket_s
+
+
 def account_index(account_ids: pl.Series) -> pl.DataFrame:
     """``account_id, aidx, rank``: every account's index in sorted order (so that ``a < b``
     means ``src < dst``) and its fixed hash, which orders the sorted-neighbourhood windows."""
@@ -414,7 +419,7 @@ def link_accounts(
         evidence = account_evidence(lf, accounts, min_uses=min_uses, max_values=max_values)
     use = {k.name: k for k in kinds}
     timing = "timing" in use
-    slot = pl.col("ts").dt.epoch("s") // bucket_s
+    slot = time_slot(bucket_s)
     # one pass over the events: the accounts and, for timing, each one's time slots
     per_account = (
         lf.group_by("account_id").agg(slot.alias("slots"))
