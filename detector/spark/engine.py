@@ -270,6 +270,10 @@ def score_spark(
     )
     per_group = _to_polars(grouped, GROUP_FEATURE_SCHEMA)
     feats = skew.merge_features(per_group, n_groups, GROUP).sort("account_id")
+    sizes = per_group.group_by(GROUP).agg(pl.col(skew.N_EVENTS).sum())
+    chunk_sizes = sizes.filter(pl.col(GROUP) >= n_groups)[skew.N_EVENTS]
+    stats["max_group_events"] = int(sizes[skew.N_EVENTS].to_numpy().max(initial=0))
+    stats["max_chunk_events"] = int(chunk_sizes.to_numpy().max(initial=0))
     stats["n_accounts"] = feats.height
     stats["feature_table_mib"] = round(feats.estimated_size("mb"), 3)
     lap("features")
@@ -314,7 +318,16 @@ def score_spark(
         if accounts is not None:  # payment and e-mail domain rows, from the account table
             table_rows = account_evidence(feats.select("account_id"), accounts)
             evidence = evidence.unionByName(_to_spark(spark, table_rows))
-        links = linkage.link(spark, compact, evidence, feats["account_id"], campaign_scorer, stats)
+        links = linkage.link(
+            spark,
+            compact,
+            evidence,
+            feats["account_id"],
+            campaign_scorer,
+            stats,
+            group_column=GROUP,
+            n_buckets=n_groups,
+        )
         lap("linkage")
         return links
 

@@ -52,6 +52,13 @@ def java_available() -> bool:
     )
 
 
+def local_cores(master: str) -> int:
+    """Cores of a local master: ``local`` 1, ``local[4]`` 4, ``local[*]`` this machine's."""
+    inner = master[len("local[") : -1] if master.startswith("local[") else "1"
+    inner = inner.split(",")[0]
+    return (os.cpu_count() or 1) if inner == "*" else max(1, int(inner))
+
+
 def spark_session(master: str = DEFAULT_MASTER) -> SparkSession:
     """The session to run on (see the module docstring)."""
     require_pyspark()
@@ -70,6 +77,9 @@ def spark_session(master: str = DEFAULT_MASTER) -> SparkSession:
         )
     if master.startswith("local"):
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        # a few shuffle partitions per core: Spark's default of 200 means 200 Python tasks per
+        # grouped stage, which on a small machine costs more than the work
+        builder = builder.config("spark.sql.shuffle.partitions", str(2 * local_cores(master)))
     return (
         builder.master(master)
         .config("spark.sql.session.timeZone", "UTC")

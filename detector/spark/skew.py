@@ -200,7 +200,10 @@ def _top_values(table: pa.Table) -> pa.Table:
 
     values = frames.from_spark(table, EVIDENCE_SCHEMA)
     kept = [
-        _most_used(values.filter(pl.col("kind") == kind).lazy(), MAX_VALUES)
+        _most_used(
+            values.filter(pl.col("kind") == kind).select("account_id", "value", "uses").lazy(),
+            MAX_VALUES,
+        )
         .with_columns(pl.lit(kind).alias("kind"))
         .collect()
         for kind in values["kind"].unique().sort().to_list()
