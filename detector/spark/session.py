@@ -1,10 +1,11 @@
 """The Spark session the engine runs on.
 
-In order: an active session of this process (a notebook's or ``spark-submit``'s: its settings
-are the user's), ``SPARK_REMOTE`` (Spark Connect; PySpark's builder reads it), else a new
-session on ``master`` (``local[*]`` by default: every core of this machine). A local master
-gets this interpreter as the Python of its workers, so that they import the same distillguard
-and libraries as the driver.
+In order: an active session of this process (a notebook's: its settings are the user's),
+``SPARK_REMOTE`` (Spark Connect; PySpark's builder reads it), the master and settings of
+``spark-submit`` when it started this process, else a new session on ``master``
+(``local[*]`` by default: every core of this machine). A local master gets this interpreter
+as the Python of its workers, so that they import the same distillguard and libraries as the
+driver.
 """
 
 from __future__ import annotations
@@ -70,6 +71,8 @@ def spark_session(master: str = DEFAULT_MASTER) -> SparkSession:
     builder = SparkSession.builder.appName("distillguard")
     if os.environ.get("SPARK_REMOTE"):
         return builder.getOrCreate()  # Spark Connect at $SPARK_REMOTE
+    if os.environ.get("PYSPARK_GATEWAY_PORT"):
+        return builder.getOrCreate()  # run by spark-submit: its --master and --conf apply
     if master.startswith("local") and not java_available():
         raise SparkUnavailableError(
             "the Spark engine on a local master needs Java 17 or newer (e.g. Debian's "
