@@ -37,9 +37,10 @@ import pyarrow as pa
 
 from detector import pipeline
 from detector.audit import AuditResult, finish
+from detector.campaigns.linkage import EVENT_COLUMNS as LINK_COLUMNS
 from detector.campaigns.linkage import EVIDENCE_SCHEMA, account_evidence
 from detector.campaigns.scoring import CampaignScorer, Links
-from detector.features import FEATURE_NAMES
+from detector.features import FEATURE_NAMES, account_features
 from detector.fingerprints import fingerprint_events
 from detector.io.schema import EVENT_SCHEMA, TS_DTYPE
 from detector.models import DistillScorer
@@ -117,6 +118,23 @@ def _fingerprinter(
             yield from frames.to_spark(compact, out_schema).to_batches()
 
     return run
+
+
+def used_columns() -> dict[str, pl.DataType]:
+    """The compact-event columns some stage reads: those THE feature code reads (found by
+    running it on an empty frame without each column in turn, so that this follows the
+    feature code), linkage's (:data:`detector.campaigns.linkage.EVENT_COLUMNS`) and the
+    slicing columns. The others (``request_id``, ``latency_ms``, ...) are dropped as soon as
+    the events are fingerprinted, before they are shuffled and persisted."""
+    schema = frames.compact_schema()
+    empty = pl.DataFrame(schema=schema)
+    keep = {"account_id", "ts", "model", *LINK_COLUMNS, *SLICE_COLUMNS}
+    for c in schema:
+        try:
+            account_features(empty.drop(c)).collect()
+        except pl.exceptions.ColumnNotFoundError:
+            keep.add(c)
+    return {c: t for c, t in schema.items() if c in keep}
 
 
 def _created(events: pl.DataFrame, with_created: bool) -> pl.DataFrame | None:
@@ -255,7 +273,7 @@ def score_spark(
         group = F.when(F.col("first_group").isNull(), group).otherwise(skew.chunk_group())
     src = src.select(*EVENT_SCHEMA, *[c for c in extra if c != GROUP], group.alias(GROUP))
     in_schema = {**EVENT_SCHEMA, **extra}
-    compact_schema = {**frames.compact_schema(), **extra}
+    compact_schema = {**used_columns(), **extra}
     compact = (
         src.mapInArrow(_fingerprinter(in_schema, compact_schema), frames.ddl(compact_schema))
         .repartition(n_groups, GROUP)
@@ -310,9 +328,14 @@ def score_spark(
 
     def link() -> Links:
         progress("linkage on Spark: evidence, inverted index, bounded candidate pairs")
-        parts = compact.groupBy(GROUP).applyInArrow(
-            _evidence_fn(compact_schema, n_groups),
-            frames.ddl({**EVIDENCE_SCHEMA, PARTIAL: pl.Boolean()}),
+        cols = ["account_id", GROUP, *[c for c in LINK_COLUMNS if c in compact_schema]]
+        parts = (
+            compact.select(*cols)
+            .groupBy(GROUP)
+            .applyInArrow(
+                _evidence_fn(compact_schema, n_groups),
+                frames.ddl({**EVIDENCE_SCHEMA, PARTIAL: pl.Boolean()}),
+            )
         )
         evidence = skew.merge_evidence(spark, parts, PARTIAL)
         if accounts is not None:  # payment and e-mail domain rows, from the account table
