@@ -24,6 +24,7 @@ from detector.io.schema import EVENT_SCHEMA, EventSchemaError
 from detector.models import DistillScorer
 from detector.spark import frames, skew
 from detector.spark.session import SparkUnavailableError, java_available, require_pyspark
+from detector.subaccounts import slice_features
 from detector.window import Window
 from service.cli import app
 from synthetic_logs.generate import Generated, generate
@@ -114,11 +115,12 @@ def test_spark_audit_equals_local_audit(
 
 
 def _with_giant(g: Generated, share: float) -> tuple[pl.DataFrame, str]:
-    """``g``'s events plus copies of its busiest account's events (shifted by whole seconds
-    and given new request ids) until that account holds ``share`` of all events."""
+    """``g``'s events plus copies of the events of its account with the most IPs (a reseller:
+    a large multi-tenant account, whose IP / key slices are scored too), shifted by whole
+    seconds and given new request ids, until that account holds ``share`` of all events."""
     events = g.events
-    busiest = events.group_by("account_id").len().sort("len", descending=True)
-    giant, n = busiest.row(0)
+    widest = events.group_by("account_id").agg(pl.col("ip").n_unique(), pl.len())
+    giant, _, n = widest.sort("ip", "account_id", descending=[True, False]).row(0)
     others = events.height - n
     want = int(share * others / (1 - share))
     mine = events.filter(pl.col("account_id") == giant)
@@ -185,6 +187,8 @@ def test_spark_splits_an_account_with_30_percent_of_the_events(
     n_giant = events.filter(pl.col("account_id") == giant).height
     assert 0.29 <= n_giant / events.height <= 0.31
     cap = n_giant // 4
+    sizes = events.group_by("account_id").len()
+    large = set(sizes.filter(pl.col("len") > cap)["account_id"])  # the giant, maybe others
     model = pipeline.fit(g.events, g.accounts)  # a model trained elsewhere: scores comparable
     local = pipeline.score(events, model, g.accounts)
     sdf = spark.createDataFrame(
@@ -192,22 +196,31 @@ def test_spark_splits_an_account_with_30_percent_of_the_events(
     )
     run = score_spark(spark, sdf, model, g.accounts, options=SparkOptions(max_account_events=cap))
     stats = run.stats
-    assert stats["n_large_accounts"] == 1 and stats["n_chunk_groups"] >= 4
+    assert stats["n_large_accounts"] == len(large) and stats["n_chunk_groups"] >= 4
+    # the large account's IP / key slices were computed (per slicing value, not per account)
+    compact = pipeline.compact_events(events)
+    meta, _ = slice_features(compact, local.features, g.accounts, Window.of(compact))
+    assert meta.filter(pl.col("parent_id") == giant).height > 0
+    assert stats["n_slices"] == meta.height
     # memory per group: no chunk of the large account holds more than twice the cap
     assert stats["max_chunk_events"] <= 2 * cap < n_giant
     a, b = local.accounts, run.scored.accounts
     both = a.join(b, on="account_id", suffix="_spark")
     assert both.height == a.height == b.height
-    rest = both.filter(pl.col("account_id") != giant)
+    rest = both.filter(~pl.col("account_id").is_in(sorted(large)))
     assert (rest["score"] - rest["score_spark"]).abs().max() <= 0.01
     assert (rest["flagged"] == rest["flagged_spark"]).all()
     row = both.filter(pl.col("account_id") == giant).row(0, named=True)
-    assert row["flagged"] == row["flagged_spark"]
-    fa = local.features.filter(pl.col("account_id") == giant).row(0, named=True)
-    fb = run.scored.features.filter(pl.col("account_id") == giant).row(0, named=True)
-    for name in skew.EXACT:
-        if fa[name] is not None:
-            assert fb[name] == pytest.approx(fa[name], rel=1e-9, abs=1e-12), name
+    # the same slice lifts it, with the same share of the account in its reason
+    assert row["reasons_spark"][0] == row["reasons"][0]
+    for account in large:
+        row = both.filter(pl.col("account_id") == account).row(0, named=True)
+        assert row["flagged"] == row["flagged_spark"], account
+        fa = local.features.filter(pl.col("account_id") == account).row(0, named=True)
+        fb = run.scored.features.filter(pl.col("account_id") == account).row(0, named=True)
+        for name in skew.EXACT:
+            if fa[name] is not None:
+                assert fb[name] == pytest.approx(fa[name], rel=1e-9, abs=1e-12), (account, name)
     assert local.campaigns is not None and run.scored.campaigns is not None
     sets = [
         {frozenset(m) for m in c.campaigns["members"].to_list()}

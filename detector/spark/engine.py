@@ -163,10 +163,12 @@ def _slice_fn(
     parents: pl.DataFrame,
     window: Window,
     with_created: bool,
+    columns: tuple[str, ...] = tuple(SLICE_COLUMNS),
 ) -> Callable[[pa.Table], pa.Table]:
     def run(table: pa.Table) -> pa.Table:
         events = frames.from_spark(table, schema)
-        meta, feats = slice_features(events, parents, _created(events, with_created), window)
+        acc = _created(events, with_created)
+        meta, feats = slice_features(events, parents, acc, window, columns=columns)
         return frames.to_spark(feats.join(meta, on="account_id"), SLICE_SCHEMA)
 
     return run
@@ -306,20 +308,24 @@ def score_spark(
         )
         if parents.height == 0:
             return scored
-        # a large account's slices are computed in one group (see detector.spark.skew)
-        whole = F.when(F.col(GROUP) < n_groups, F.col(GROUP)).otherwise(
-            F.pmod(F.xxhash64("account_id"), F.lit(n_groups))
-        )
         ids = _to_spark(spark, parents.select("account_id"))
-        sliced = (
-            compact.join(F.broadcast(ids), "account_id", "left_semi")
-            .withColumn(GROUP, whole)
-            .groupBy(GROUP)
-            .applyInArrow(
-                _slice_fn(compact_schema, parents, window, with_created), frames.ddl(SLICE_SCHEMA)
-            )
-        )
+        mine = compact.join(F.broadcast(ids), "account_id", "left_semi")
+        ddl = frames.ddl(SLICE_SCHEMA)
+        fn = _slice_fn(compact_schema, parents, window, with_created)
+        parts = [mine.where(F.col(GROUP) < n_groups).groupBy(GROUP).applyInArrow(fn, ddl)]
+        # a large account's events are split by slicing value: all of one slice's events meet
+        # in one group (its share of the account is corrected below)
+        big = mine.where(F.col(GROUP) >= n_groups)
+        for col in SLICE_COLUMNS if chunks.height else ():
+            by_value = F.pmod(F.xxhash64("account_id", col), F.lit(n_groups))
+            fn = _slice_fn(compact_schema, parents, window, with_created, (col,))
+            parts.append(big.withColumn(GROUP, by_value).groupBy(GROUP).applyInArrow(fn, ddl))
+        sliced = parts[0]
+        for part in parts[1:]:
+            sliced = sliced.unionByName(part)
         table = _to_polars(sliced, SLICE_SCHEMA)
+        if chunks.height:
+            table = skew.slice_shares(table, big, list(SLICE_COLUMNS))
         stats["n_slices"] = table.height
         meta = table.select("account_id", *SLICE_META_SCHEMA)
         lifted = lift_by_slices(fitted, scored, meta, table.select(list(SLICE_FEATURE_SCHEMA)))

@@ -16,7 +16,7 @@ each chunk's row carries its number of events ``n_i``:
 
 - exact: ``requests_per_day`` and ``active_hours`` (sums), ``peak_per_minute`` (max),
   ``account_age_days`` (min), every share and mean over requests (means weighted by ``n_i``:
-  ``max_tokens_saturation``, ``high_max_tokens_share``, ``tiny_max_tokens_share``,
+  ``high_max_tokens_share``, ``tiny_max_tokens_share``,
   ``n_gt1_share``, ``logprobs_share``, ``logit_bias_share``, ``stream_share``,
   ``tools_share``, ``error_share``, ``cot_rate``, ``rubric_rate``, ``rewrite_rate``,
   ``bench_rate``, ``non_latin_share``, ``system_prompt_share``, ``new_model_share``,
@@ -24,7 +24,9 @@ each chunk's row carries its number of events ``n_i``:
   requests that set a bias) and ``completion_prompt_ratio`` (a ratio of sums, recovered from
   each chunk's ratio and completion total; exact when every chunk has completion tokens);
 - approximate (they need the whole account's distinct values, order or histograms):
-  distinct counts (``distinct_ips``, ``distinct_prefixes``, ``distinct_user_agents``,
+  ``max_tokens_saturation`` (a share of the requests that report a ``finish_reason``, whose
+  number per chunk is not known: exact when every request has one), distinct counts
+  (``distinct_ips``, ``distinct_prefixes``, ``distinct_user_agents``,
   ``distinct_keys``, ``distinct_system_prompts``, ``topic_breadth``: the largest chunk's, a
   lower bound), ``template_reuse``, ``top_template_share``, ``near_dup_rate`` (duplicates
   across chunks are missed: a lower bound), ``hour_entropy``, ``topic_entropy``,
@@ -35,8 +37,15 @@ each chunk's row carries its number of events ``n_i``:
 Linkage evidence merges exactly (:func:`merge_evidence`): each chunk lists every value it used
 with its count; counts are summed per account and value on Spark before the ``min_uses`` and
 ``max_values`` cuts of :func:`detector.campaigns.linkage.account_evidence` (the latter by its
-own ``_most_used``, per large account). Slices of a large multi-tenant account are computed in
-one group (not split): a limit stated in the README.
+own ``_most_used``, per large account).
+
+The IP / key slices of a large multi-tenant account are computed per slicing value instead of
+per account: its events are grouped by ``(account, ip)`` (then ``(account, api key)``)
+buckets, so that every slice's events meet in one group and THE slice code
+(:func:`detector.subaccounts.slice_features`) gives the slice's features exactly; only its
+share of the account (a number in the reason's text) needs the whole account, and is
+recomputed from the account's counts (:func:`slice_shares`). A worker then holds the events of
+a few slices, never the account.
 """
 
 from __future__ import annotations
@@ -65,7 +74,6 @@ SUM = ("requests_per_day", "active_hours")
 MAX = ("peak_per_minute",)
 MIN = ("account_age_days",)
 WEIGHTED = (
-    "max_tokens_saturation",
     "high_max_tokens_share",
     "tiny_max_tokens_share",
     "n_gt1_share",
@@ -95,6 +103,7 @@ LOWER_BOUND_MAX = (
     "topic_breadth",
 )
 APPROX_WEIGHTED = (
+    "max_tokens_saturation",  # a mean over the requests with a finish_reason (nullable)
     "template_reuse",
     "top_template_share",
     "near_dup_rate",
@@ -188,9 +197,40 @@ def merge_features(per_group: pl.DataFrame, n_groups: int, group: str) -> pl.Dat
                 n.filter(chunk > mid).sum() / n.filter(chunk <= mid).sum().clip(lower_bound=1.0)
             ).alias("ramp_up"),
         )
-        .select("account_id", *FEATURE_NAMES)
+        .select("account_id", *[pl.col(c).fill_nan(None) for c in FEATURE_NAMES])
     )
     return pl.concat([whole, merged.cast(dict(whole.schema))])  # type: ignore[arg-type]
+
+
+def slice_shares(table: pl.DataFrame, large: DataFrame, columns: list[str]) -> pl.DataFrame:
+    """``table`` (slice features and meta) with the ``slice_share`` of large accounts' slices
+    recomputed over the whole account: the slice's events over the account's events with a
+    value in that column (as :func:`detector.subaccounts.account_slices` counts them)."""
+    from pyspark.sql import functions as F
+
+    from detector.spark import frames
+
+    schema = {"parent_id": pl.String(), "slice_column": pl.String(), "__total": pl.Int64()}
+    totals = []
+    for col in columns:
+        counts = (
+            large.where(F.col(col).isNotNull())
+            .groupBy(F.col("account_id").alias("parent_id"))
+            .agg(F.count(F.lit(1)).alias("__total"))
+            .withColumn("slice_column", F.lit(col))
+        )
+        totals.append(frames.from_spark(counts.toArrow(), schema).select(list(schema)))
+    total = pl.concat(totals)
+    return (
+        table.join(total, on=["parent_id", "slice_column"], how="left")
+        .with_columns(
+            pl.when(pl.col("__total").is_not_null())
+            .then(pl.col("n") / pl.col("__total"))
+            .otherwise(pl.col("slice_share"))
+            .alias("slice_share")
+        )
+        .drop("__total")
+    )
 
 
 def _top_values(table: pa.Table) -> pa.Table:
