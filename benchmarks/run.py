@@ -291,18 +291,20 @@ class PeakMemory:
 def _child_sampled(code: str, env: dict[str, str] | None = None) -> dict[str, float]:
     """Run ``code`` in a fresh interpreter (last stdout line: a JSON dict), sampling the peak
     memory of it and its descendants (:class:`PeakMemory`)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env={**os.environ, **(env or {})},
-    )
-    sampler = PeakMemory(proc.pid)
-    stdout, _ = proc.communicate()
-    peak = sampler.stop()
-    if proc.returncode:
-        raise RuntimeError(f"benchmark child failed ({proc.returncode}): {stdout[-2000:]}")
+    with tempfile.TemporaryFile("w+") as err:  # a file: Spark's logs must not fill a pipe
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+        sampler = PeakMemory(proc.pid)
+        stdout, _ = proc.communicate()
+        peak = sampler.stop()
+        if proc.returncode:
+            err.seek(0)
+            raise RuntimeError(f"benchmark child failed ({proc.returncode}): {err.read()[-3000:]}")
     result: dict[str, float] = json.loads(stdout.strip().splitlines()[-1])
     result.update({f"peak_{k}_mib": v for k, v in peak.items()})
     return result
