@@ -343,7 +343,11 @@ def score_spark(
                 frames.ddl({**EVIDENCE_SCHEMA, PARTIAL: pl.Boolean()}),
             )
         )
-        evidence = skew.merge_evidence(spark, parts, PARTIAL)
+        evidence = (
+            skew.merge_evidence(spark, parts, PARTIAL)
+            if chunks.height
+            else parts.select(*EVIDENCE_SCHEMA)
+        )
         if accounts is not None:  # payment and e-mail domain rows, from the account table
             table_rows = account_evidence(feats.select("account_id"), accounts)
             evidence = evidence.unionByName(_to_spark(spark, table_rows))
