@@ -310,7 +310,7 @@ def _child_sampled(code: str, env: dict[str, str] | None = None) -> dict[str, fl
     return result
 
 
-SPARK_DRIVER_MEMORY = "2g"  # the JVM heap of a local master (its executors are its threads)
+SPARK_DRIVER_MEMORY = "4g"  # the JVM heap of a local master (its executors are its threads)
 
 
 def bench_spark(scenario: str, scales: list[float], master: str, seed: int = 1) -> str:

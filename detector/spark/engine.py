@@ -279,7 +279,9 @@ def score_spark(
     compact = (
         src.mapInArrow(_fingerprinter(in_schema, compact_schema), frames.ddl(compact_schema))
         .repartition(n_groups, GROUP)
-        .persist(StorageLevel.MEMORY_AND_DISK)
+        # on the executors' disks, not in the JVM heap: the heap stays free for the shuffles
+        # and the Arrow transfers whatever the size of the log
+        .persist(StorageLevel.DISK_ONLY)
     )
     compact.count()  # fingerprint once; every stage below reads the persisted compact events
     lap("fingerprints")

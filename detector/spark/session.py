@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 DEFAULT_MASTER = "local[*]"
 # Arrow batches handed to Python workers (fingerprinting runs one polars query per batch)
-ARROW_BATCH_ROWS = 50_000
+ARROW_BATCH_ROWS = 10_000
 
 
 class SparkUnavailableError(RuntimeError):
