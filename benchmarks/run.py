@@ -5,6 +5,7 @@
     python benchmarks/run.py audit [--scenario default]
     python benchmarks/run.py detection [--scenario default] [--scenario stealth] [--scale 1.0]
     python benchmarks/run.py campaigns [--scenario demo] [--seeds 24] [--scale 1.0]
+    python benchmarks/run.py spark [--scenario default] [--scales 1,2,4] [--master local[2]]
 
 Timings on a noisy 2-core machine are compared as ratios measured in the same run.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -24,8 +26,6 @@ import polars as pl
 
 
 def machine() -> str:
-    import os
-
     return (
         f"{platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"polars {pl.__version__}, {datetime.now(UTC):%Y-%m-%d}"
@@ -228,14 +228,193 @@ def bench_campaigns(scenario: str, n_seeds: int, scale: float = 1.0) -> str:
     return "\n".join(lines)
 
 
+def _proc_tree(root: int) -> list[int]:
+    """``root`` and every descendant process (from /proc; Linux)."""
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        try:
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{task}/children") as fh:
+                    todo.extend(int(c) for c in fh.read().split())
+        except OSError:
+            continue
+    return out
+
+
+def _proc_status(pid: int) -> tuple[str, int, int]:
+    """``(kind, rss_kib, hwm_kib)`` of a process: kind ``jvm``, ``python_worker`` (PySpark's
+    daemon and its forked workers) or ``driver``."""
+    with open(f"/proc/{pid}/cmdline", "rb") as fh:
+        cmd = fh.read().replace(b"\0", b" ").decode(errors="replace")
+    fields = {}
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                fields[key] = int(value.split()[0])
+    kind = (
+        "jvm" if "java" in cmd.split(" ")[0] else "python_worker" if "pyspark" in cmd else "driver"
+    )
+    return kind, fields.get("VmRSS", 0), fields.get("VmHWM", 0)
+
+
+class PeakMemory:
+    """Samples a process tree every ``every`` s: the peak RSS of the driver (the root), of the
+    JVM, of the largest Python worker, and of all Python workers together."""
+
+    def __init__(self, root: int, every: float = 0.2) -> None:
+        import threading
+
+        self.root, self.every = root, every
+        self.peak: dict[str, float] = {"driver": 0, "jvm": 0, "worker_max": 0, "workers_sum": 0}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            total = 0
+            for pid in _proc_tree(self.root):
+                try:
+                    kind, rss, hwm = _proc_status(pid)
+                except OSError:
+                    continue
+                if kind == "python_worker":
+                    total += rss
+                    self.peak["worker_max"] = max(self.peak["worker_max"], hwm)
+                elif pid == self.root:
+                    self.peak["driver"] = max(self.peak["driver"], hwm)
+                else:
+                    self.peak[kind] = max(self.peak[kind], hwm)
+            self.peak["workers_sum"] = max(self.peak["workers_sum"], total)
+            self._stop.wait(self.every)
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        self._thread.join()
+        return {k: v / 1024 for k, v in self.peak.items()}  # MiB
+
+
+def _child_sampled(code: str, env: dict[str, str] | None = None) -> dict[str, float]:
+    """Run ``code`` in a fresh interpreter (last stdout line: a JSON dict), sampling the peak
+    memory of it and its descendants (:class:`PeakMemory`)."""
+    with tempfile.TemporaryFile("w+") as err:  # a file: Spark's logs must not fill a pipe
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+        sampler = PeakMemory(proc.pid)
+        stdout, _ = proc.communicate()
+        peak = sampler.stop()
+        if proc.returncode:
+            err.seek(0)
+            raise RuntimeError(f"benchmark child failed ({proc.returncode}): {err.read()[-3000:]}")
+    result: dict[str, float] = json.loads(stdout.strip().splitlines()[-1])
+    result.update({f"peak_{k}_mib": v for k, v in peak.items()})
+    return result
+
+
+SPARK_DRIVER_MEMORY = "4g"  # the JVM heap of a local master (its executors are its threads)
+
+
+def bench_spark(scenario: str, scales: list[float], master: str, seed: int = 1) -> str:
+    """The audit on the local engine and on Spark (``master``), at several scales of
+    ``scenario``: time and peak memory of each process."""
+    rows = []
+    for scale in scales:
+        with tempfile.TemporaryDirectory() as tmp:
+            subprocess.run(
+                [sys.executable, "-m", "service.cli", "generate", "--scenario", scenario,
+                 "--seed", str(seed), "--scale", str(scale), "--out", tmp],
+                check=True, capture_output=True,
+            )  # fmt: skip
+            load = (
+                "import json, time\n"
+                "from detector.io.tables import load_accounts\n"
+                f"acc = load_accounts({tmp + '/accounts.parquet'!r})\n"
+            )
+            local = _child_sampled(
+                load + "from detector.audit import audit\n"
+                "t = time.perf_counter()\n"
+                f"r = audit([{tmp + '/events.parquet'!r}], {tmp + '/local'!r}, accounts=acc)\n"
+                "print(json.dumps({'t': time.perf_counter() - t, 'events': r.summary['n_events'],"
+                " 'accounts': r.summary['n_accounts'], 'flagged': r.summary['n_flagged']}))"
+            )
+            spark = _child_sampled(
+                load + "from detector.spark.engine import audit\n"
+                "from detector.spark.session import spark_session\n"
+                "t0 = time.perf_counter()\n"
+                f"s = spark_session({master!r})\n"
+                "s.sparkContext.setLogLevel('ERROR')\n"
+                "t = time.perf_counter()\n"
+                f"r = audit([{tmp + '/events.parquet'!r}], {tmp + '/spark'!r}, accounts=acc,"
+                " spark=s)\n"
+                "out = {'t_start': t - t0, 't': time.perf_counter() - t,"
+                " 'flagged': r.summary['n_flagged'], 'stats': r.summary['spark']}\n"
+                "print(json.dumps(out))",
+                env={"PYSPARK_SUBMIT_ARGS": f"--driver-memory {SPARK_DRIVER_MEMORY} pyspark-shell"},
+            )
+            same = _same_results(f"{tmp}/local", f"{tmp}/spark")
+        rows.append((scale, local, spark, same))
+        print(
+            f"  scale {scale}: local {local['t']:.0f} s, spark {spark['t']:.0f} s", file=sys.stderr
+        )
+    lines = [
+        f"### `{scenario}` on Spark (`{master}`, driver JVM heap {SPARK_DRIVER_MEMORY}) vs the "
+        "local engine (seed 1, self-fit, with the account table)\n",
+        "| scale | events | accounts | local: time | local: peak RSS | Spark: time (+ start) "
+        "| Spark: Python driver | Spark: JVM | Spark: largest Python worker | Spark: all "
+        "Python workers | same scores / flags / campaigns |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for scale, loc, sp, same in rows:
+        lines.append(
+            f"| {scale:g} | {int(loc['events']):,} | {int(loc['accounts']):,} | {loc['t']:.0f} s "
+            f"| {loc['peak_driver_mib']:,.0f} MiB | {sp['t']:.0f} s (+{sp['t_start']:.0f} s) "
+            f"| {sp['peak_driver_mib']:,.0f} MiB | {sp['peak_jvm_mib']:,.0f} MiB "
+            f"| {sp['peak_worker_max_mib']:,.0f} MiB | {sp['peak_workers_sum_mib']:,.0f} MiB "
+            f"| {same} |"
+        )
+    lines.append("")
+    for scale, _, sp, _ in rows:
+        st = sp["stats"]
+        stages = ", ".join(f"{k[2:-2]} {v:.0f} s" for k, v in st.items() if k.startswith("t_"))
+        lines.append(
+            f"- scale {scale:g}: {st['n_groups']} account groups (max {st['max_group_events']:,} "
+            f"events in one), feature table on the driver {st['feature_table_mib']:.1f} MiB, "
+            f"{st.get('n_candidate_pairs', 0):,} candidate pairs, {st.get('n_edges', 0):,} "
+            f"edges; stages: {stages}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _same_results(local: str, spark: str) -> str:
+    a = pl.read_parquet(f"{local}/accounts.parquet")
+    b = pl.read_parquet(f"{spark}/accounts.parquet")
+    both = a.join(b, on="account_id", suffix="_s")
+    if both.height != a.height or a.height != b.height:
+        return "different account sets"
+    diff = float((both["score"] - both["score_s"]).abs().max() or 0.0)
+    flags = int((both["flagged"] != both["flagged_s"]).sum())
+    camps = int((both["campaign_id"].fill_null("") != both["campaign_id_s"].fill_null("")).sum())
+    return f"max score diff {diff:.2g}, {flags} flags differ, {camps} campaign ids differ"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=["generate", "audit", "detection", "campaigns"])
+    ap.add_argument("what", choices=["generate", "audit", "detection", "campaigns", "spark"])
     ap.add_argument("--scenario", action="append")
     ap.add_argument("--seeds", type=int, default=24, help="draws for `campaigns`")
     ap.add_argument(
         "--scale", type=float, default=1.0, help="scenario scale (detection, campaigns)"
     )
+    ap.add_argument("--scales", default="1,2,4", help="scenario scales for `spark`")
+    ap.add_argument("--master", default="local[2]", help="Spark master for `spark`")
     args = ap.parse_args()
     scenarios = args.scenario or ["demo" if args.what == "campaigns" else "default"]
     print(f"_Machine: {machine()}_\n")
@@ -245,6 +424,10 @@ def main() -> None:
             continue
         if args.what == "detection":
             print(bench_detection(sc, args.scale), flush=True)
+            continue
+        if args.what == "spark":
+            scales = [float(x) for x in args.scales.split(",")]
+            print(bench_spark(sc, scales, args.master), flush=True)
             continue
         fn = {"generate": bench_generate, "audit": bench_audit}
         print(fn[args.what](sc), flush=True)

@@ -83,6 +83,34 @@ def audit(
     elif target_fpr is not None:
         model = model.with_target_fpr(target_fpr)
     result = pipeline.score(compact, model, accounts, campaigns=campaigns, progress=progress)
+    ttd: Callable[[], dict[str, Any]] | None = None
+    if labels is not None and with_time_to_detect:
+        fitted, lab = result.model, labels
+
+        def score_prefix(window: pl.LazyFrame) -> pl.DataFrame:
+            return pipeline.score(window, fitted, accounts, campaigns=campaigns).accounts
+
+        def prefixes() -> dict[str, Any]:
+            return time_to_detect(compact.lazy(), lab, score_prefix)
+
+        ttd = prefixes
+
+    return finish(out, result, compact.height, log_paths, labels, progress, ttd)
+
+
+def finish(
+    out: Path,
+    result: pipeline.Scored,
+    n_events: int,
+    log_paths: Sequence[str | Path],
+    labels: pl.DataFrame | None = None,
+    progress: Progress = _noop,
+    time_to_detect_fn: Callable[[], dict[str, Any]] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> AuditResult:
+    """The audit's outputs from a scored window (:class:`detector.pipeline.Scored`), whichever
+    engine computed it: the account table, the summary (``extra`` added to it), metrics
+    against ``labels`` (and time to detect, when ``time_to_detect_fn`` is given), the files."""
     model, feats, found = result.model, result.features, result.campaigns
     table = (
         result.accounts.join(feats, on="account_id", how="left")
@@ -93,14 +121,15 @@ def audit(
     )
     summary: dict[str, Any] = {
         "n_accounts": table.height,
-        "n_events": compact.height,
+        "n_events": n_events,
         "n_flagged": int(table["flagged"].sum()),
         "n_campaigns": found.campaigns.height if found is not None else None,
         "threshold": model.threshold_,
         "target_fpr": model.target_fpr,
         "calibration": calibration_summary(result, labels),
         "model": model.info(),
-        "inputs": [str(p) for p in expand_paths(log_paths)],
+        "inputs": [str(p) for p in _inputs(log_paths)],
+        **(extra or {}),
     }
     if labels is not None:
         progress("evaluating against labels")
@@ -109,16 +138,9 @@ def audit(
             summary["metrics"]["campaigns"] = campaign_metrics(
                 found.assignments, labels, result.alone, result.accounts
             )
-        if with_time_to_detect:
+        if time_to_detect_fn is not None:
             progress("time to detect (re-scoring at successive cut-offs)")
-            fitted = model
-
-            def score_prefix(window: pl.LazyFrame) -> pl.DataFrame:
-                return pipeline.score(window, fitted, accounts, campaigns=campaigns).accounts
-
-            summary["metrics"]["time_to_detect"] = time_to_detect(
-                compact.lazy(), labels, score_prefix
-            )
+            summary["metrics"]["time_to_detect"] = time_to_detect_fn()
     progress("writing results")
     paths = write_outputs(out, table, summary, labels, found)
     return AuditResult(table, summary, paths, found.campaigns if found is not None else None)
@@ -170,6 +192,13 @@ def small_reference_note(model: DistillScorer) -> str | None:
         f"Audit with --model trained on a log of at least {int(1 / f):,} accounts, or pass "
         f"--target-fpr {honour:g}; the ranking holds either way."
     )
+
+
+def _inputs(log_paths: Sequence[str | Path]) -> list[str | Path]:
+    """The input files (URIs such as ``s3a://...``, read by the Spark engine, as given)."""
+    local = [p for p in log_paths if "://" not in str(p)]
+    remote = [p for p in log_paths if "://" in str(p)]
+    return [*expand_paths(local), *remote] if local else list(remote)
 
 
 def write_outputs(

@@ -32,6 +32,7 @@ from sklearn.base import clone
 from detector.campaigns.scoring import (
     CampaignResult,
     CampaignScorer,
+    Links,
     apply_campaigns,
     link_campaigns,
     score_campaigns,
@@ -39,7 +40,7 @@ from detector.campaigns.scoring import (
 from detector.features import account_features
 from detector.fingerprints import fingerprint_events
 from detector.models import DistillScorer
-from detector.subaccounts import score_with_slices
+from detector.subaccounts import judges_slices, lift_by_slices, slice_features
 from detector.window import Window
 
 Frame = pl.DataFrame | pl.LazyFrame
@@ -160,15 +161,57 @@ def score(
         mine = compact.filter(pl.col("account_id").is_in(ids.implode()))
     progress("computing account features")
     feats = features(mine, accounts, ctx)
+
+    computed: list[tuple[pl.DataFrame, pl.DataFrame]] = []  # the slices' features, once
+
+    def slices(fitted: DistillScorer, scored: pl.DataFrame) -> pl.DataFrame:
+        if not judges_slices(fitted):
+            return scored
+        if not computed:
+            computed.append(slice_features(mine, feats, accounts, ctx))
+        return lift_by_slices(fitted, scored, *computed[0])
+
+    def link() -> Links:
+        return link_campaigns(compact, feats["account_id"], accounts, scorer=campaign_scorer)
+
+    return score_table(
+        feats,
+        model,
+        slices,
+        link if campaigns is True else campaigns,
+        campaign_scorer=campaign_scorer,
+        progress=progress,
+    )
+
+
+SliceLift = Callable[[DistillScorer, pl.DataFrame], pl.DataFrame]
+
+
+def score_table(
+    feats: pl.DataFrame,
+    model: DistillScorer,
+    slices: SliceLift,
+    campaigns: Callable[[], Links] | bool | pl.DataFrame,
+    *,
+    campaign_scorer: CampaignScorer | None = None,
+    progress: Progress = _quiet,
+) -> Scored:
+    """The stages of :func:`score` on the table of accounts (one row per account, small enough
+    for one machine), whichever engine computed it — :func:`score` here, the Spark engine
+    (:mod:`detector.spark`) on a cluster: fit ``model`` if unfitted, score ``feats``, lift
+    accounts by their IP / key slices (``slices(model, scored)``), then campaigns.
+
+    ``campaigns``: a function returning the :class:`Links` of these accounts (campaigns are
+    detected), or as :func:`score`'s ``campaigns`` (False, or a table from an earlier pass)."""
     self_fit = not is_fitted(model)
     if self_fit:
         progress("no trained model: fitting one on these accounts (unsupervised)")
         model = clone(model).fit(feats)
     progress("scoring accounts and their IP / key slices")
-    alone = score_with_slices(model, mine, feats, accounts, ctx)
-    if campaigns is True:
+    alone = slices(model, model.score(feats))
+    if callable(campaigns):
         progress("linking accounts into campaigns")
-        links = link_campaigns(compact, alone["account_id"], accounts, scorer=campaign_scorer)
+        links = campaigns()
         found = score_campaigns(links, alone, feats, model, scorer=campaign_scorer)
         left_out: set[str] = set()
         for _ in range(MAX_REFERENCE_ROUNDS if self_fit else 0):
@@ -181,10 +224,10 @@ def score(
                 model.raw_score(keep),
                 kind=f"accounts not in suspicious campaigns ({len(lifted)} members left out)",
             )
-            alone = score_with_slices(model, mine, feats, accounts, ctx)
+            alone = slices(model, model.score(feats))
             found = score_campaigns(links, alone, feats, model, scorer=campaign_scorer)
         return Scored(feats, alone, found.accounts, model, found)
-    if campaigns is False or campaigns.height == 0:
+    if campaigns is False or campaigns is True or campaigns.height == 0:
         final = alone.with_columns(pl.lit(None, dtype=pl.String).alias("campaign_id"))
         return Scored(feats, alone, final, model)
     assignments = (

@@ -37,7 +37,7 @@ from __future__ import annotations
 import polars as pl
 
 from detector.calibration import score_reading
-from detector.features import account_features
+from detector.features import FEATURE_NAMES, account_features
 from detector.models import DistillScorer
 from detector.window import Window
 
@@ -47,6 +47,10 @@ MIN_DISTINCT = 10
 MIN_EVENTS = 50
 SLICE_FPR = 0.01  # a slice counts when it alone would be in the top 1 % of the reference
 _SEP = "|"
+SLICE_FEATURE_SCHEMA: dict[str, pl.DataType] = {
+    "account_id": pl.String(),
+    **{name: pl.Float64() for name in FEATURE_NAMES},
+}
 
 
 def account_slices(
@@ -107,21 +111,53 @@ def lift_slices(
 
     ``window`` describes the whole window (as for :func:`account_features`); it defaults to
     ``events``' own, which is right when ``events`` is the whole window."""
-    if getattr(model, "classifier_", None) is not None:
-        # A supervised model's learned boundary does not transfer to slices: on `default` it
-        # put 64% of legitimate resellers' slices beyond every labelled normal account.
+    if not judges_slices(model):
         return scored
+    meta, feats = slice_features(
+        events,
+        features,
+        accounts,
+        window,
+        columns=columns,
+        min_distinct=min_distinct,
+        min_events=min_events,
+    )
+    return lift_by_slices(model, scored, meta, feats, slice_fpr)
+
+
+def judges_slices(model: DistillScorer) -> bool:
+    """Whether ``model`` judges slices at all: unsupervised models only."""
+    # A supervised model's learned boundary does not transfer to slices: on `default` it
+    # put 64% of legitimate resellers' slices beyond every labelled normal account.
+    return getattr(model, "classifier_", None) is None
+
+
+def slice_features(
+    events: pl.DataFrame,
+    features: pl.DataFrame,
+    accounts: pl.DataFrame | None = None,
+    window: Window | None = None,
+    *,
+    columns: tuple[str, ...] = tuple(SLICE_COLUMNS),
+    min_distinct: int = MIN_DISTINCT,
+    min_events: int = MIN_EVENTS,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """``(meta, feats)`` of the slices worth scoring: ``meta`` = ``account_id`` (the slice id),
+    ``parent_id, slice_column, slice_value, slice_share, n``; ``feats`` their features by THE
+    feature code over ``window`` (default: ``events``' own), with the parent's account-table
+    row. A slice depends on its parent account's events only, so any split of ``events`` by
+    account gives the same rows (the Spark engine computes them per account group)."""
     slices = account_slices(events, features, columns, min_distinct, min_events)
-    if slices.height == 0:
-        return scored
-    ctx = window if window is not None else Window.of(events)
     meta = slices.group_by("account_id").agg(
         pl.col("parent_id").first(),
         pl.col("slice_column").first(),
         pl.col("slice_value").first(),
         pl.col("slice_share").first(),
-        pl.len().alias("n"),
+        pl.len().cast(pl.UInt32).alias("n"),
     )
+    if slices.height == 0:
+        return meta, pl.DataFrame(schema=SLICE_FEATURE_SCHEMA)
+    ctx = window if window is not None else Window.of(events)
     table = None
     if accounts is not None:
         table = meta.select("account_id", "parent_id").join(
@@ -135,6 +171,20 @@ def lift_slices(
         window_end=ctx.end,
         model_first_seen=ctx.model_first_seen,
     ).collect()
+    return meta, feats
+
+
+def lift_by_slices(
+    model: DistillScorer,
+    scored: pl.DataFrame,
+    meta: pl.DataFrame,
+    feats: pl.DataFrame,
+    slice_fpr: float = SLICE_FPR,
+) -> pl.DataFrame:
+    """``scored`` with accounts lifted by their best slice (``meta``, ``feats``: from
+    :func:`slice_features`) when it alone sits in the top ``slice_fpr`` of the reference."""
+    if feats.height == 0:
+        return scored
     raw = model.raw_score(feats)
     beyond = model.calibrator_.survival(raw) <= slice_fpr
     if not beyond.any():

@@ -190,14 +190,40 @@ def _run_audit(
     time_to_detect: bool,
     campaigns: bool = True,
     target_fpr: float | None = None,
+    engine: str = "local",
+    spark_master: str = "local[*]",
 ) -> AuditResult:
     """Load what the options name and audit; input errors become a clear exit 2."""
     from detector.audit import audit as do_audit
     from detector.models import DistillScorer, ModelLoadError
+    from detector.spark.session import SparkUnavailableError
 
+    if engine not in ("local", "spark"):
+        raise _fail(f"--engine {engine!r}: use local or spark")
     try:
         scorer = DistillScorer.load(model) if model else None
         lab, acc = _optional_tables(logs, labels, accounts)
+        if engine == "spark":
+            from detector.spark.engine import audit as spark_audit
+
+            if time_to_detect:
+                raise ValueError("--time-to-detect runs with --engine local only")
+            if target_fpr is not None:
+                scorer = (
+                    scorer.with_target_fpr(target_fpr)
+                    if scorer is not None
+                    else DistillScorer(target_fpr=target_fpr)
+                )
+            return spark_audit(
+                logs,
+                out,
+                scorer,
+                lab,
+                acc,
+                campaigns=campaigns,
+                master=spark_master,
+                progress=_stage_printer(),
+            )
         return do_audit(
             logs,
             out,
@@ -210,6 +236,8 @@ def _run_audit(
             progress=_stage_printer(),
         )
     except (EventSchemaError, FileNotFoundError, ValueError, ModelLoadError) as exc:
+        raise _fail(str(exc)) from None
+    except SparkUnavailableError as exc:
         raise _fail(str(exc)) from None
 
 
@@ -233,10 +261,31 @@ def audit(
         float | None,
         typer.Option(help="False-positive rate to flag at (default: the model's, 0.001)."),
     ] = None,
+    engine: Annotated[
+        str, typer.Option(help="local (polars, this machine) or spark (pip install '.[spark]').")
+    ] = "local",
+    spark_master: Annotated[
+        str,
+        typer.Option(
+            help="Spark master for --engine spark (SPARK_REMOTE and an active "
+            "session take precedence)."
+        ),
+    ] = "local[*]",
 ) -> None:
     """Score every account in the logs; write accounts.parquet/.csv, campaigns.parquet,
     summary.json and report.html."""
-    result = _run_audit(logs, out, model, labels, accounts, time_to_detect, campaigns, target_fpr)
+    result = _run_audit(
+        logs,
+        out,
+        model,
+        labels,
+        accounts,
+        time_to_detect,
+        campaigns,
+        target_fpr=target_fpr,
+        engine=engine,
+        spark_master=spark_master,
+    )
     print_audit(result, top)
     console.print(f"report: {result.paths['report']}")
 

@@ -38,6 +38,7 @@ def test_a_feature_finishing_an_aggregation_names_it() -> None:
             agg=pl.col("ts").min(),
             finish=pl.col("ts"),
             example=Example(({},), 0.0),
+            merge="min",
         )
     with pytest.raises(ValueError, match="canonical column"):
         Example(({"logprob": True},), 1.0)

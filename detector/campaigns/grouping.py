@@ -68,11 +68,22 @@ def find_campaigns(
     return assignments, groups
 
 
-def _shared_values(members: pl.DataFrame, evidence: pl.DataFrame, min_share: float) -> pl.DataFrame:
+def evidence_totals(evidence: pl.DataFrame) -> pl.DataFrame:
+    """``kind, value, total``: how many accounts hold each evidence value."""
+    return evidence.group_by("kind", "value").agg(pl.len().alias("total"))
+
+
+def _shared_values(
+    members: pl.DataFrame,
+    evidence: pl.DataFrame,
+    min_share: float,
+    totals: pl.DataFrame | None = None,
+) -> pl.DataFrame:
     """``campaign_id, shared_<kind>..., top_<kind>...``: values of each kind held by at least 2
     members, mostly by this campaign's members (not gmail.com), and for content and client
-    values by at least ``min_share`` of them; the most held readable values."""
-    total = evidence.group_by("kind", "value").agg(pl.len().alias("total"))
+    values by at least ``min_share`` of them; the most held readable values. ``totals``
+    (:func:`evidence_totals` of every account's evidence) defaults to those of ``evidence``."""
+    total = totals if totals is not None else evidence_totals(evidence)
     held = (
         evidence.join(members, on="account_id")
         .group_by("campaign_id", "kind", "value")
@@ -116,14 +127,17 @@ def campaign_features(
     edges: pl.DataFrame | None = None,
     *,
     min_share: float = 0.02,
+    value_totals: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """One row per campaign: size, members, their scores, volume, content and shared evidence.
 
     ``features`` (account features) adds volume (``requests_per_day`` summed, ``volume_cv``
     across members) and the members' content means;
     ``evidence`` (:func:`account_evidence`) adds ``shared_<kind>`` counts and ``top_<kind>``
-    values; ``edges`` adds the links inside each campaign (``n_links``, ``mean_link_weight``,
-    ``n_sync_links``: links with synchronised activity)."""
+    values (``value_totals``: :func:`evidence_totals` of every account's evidence when
+    ``evidence`` holds only some accounts' rows); ``edges`` adds the links inside each
+    campaign (``n_links``, ``mean_link_weight``, ``n_sync_links``: links with synchronised
+    activity)."""
     members = (
         assignments.drop_nulls("campaign_id")
         .join(account_scores.select("account_id", "score", "raw_score", "flagged"), on="account_id")
@@ -152,7 +166,10 @@ def campaign_features(
         out = out.join(vol, on="campaign_id", how="left")
     if evidence is not None:
         shared = _shared_values(
-            members.select("account_id", "campaign_id", "n_members"), evidence, min_share
+            members.select("account_id", "campaign_id", "n_members"),
+            evidence,
+            min_share,
+            value_totals,
         )
         out = out.join(shared, on="campaign_id", how="left")
     if edges is not None:

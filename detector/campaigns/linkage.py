@@ -250,13 +250,17 @@ def _sync_evidence(
     bucket_s: int,
     min_sync: int,
     sync_ratio: float,
+    n_slots: int | None = None,
 ) -> pl.DataFrame:
     """``a, b, kind="timing", w, n, values``: shared active time slots among ``pairs``
-    (``slots``: ``aidx, slots``, every account's ``bucket_s`` time slots, a list)."""
+    (``slots``: ``aidx, slots``, every account's ``bucket_s`` time slots, a list). ``n_slots``:
+    the window's number of slots (default: the extent of ``slots``, which is right when
+    ``slots`` holds every account)."""
     if slots.height == 0 or pairs.height == 0:
         return pl.DataFrame()
-    extent = slots.select(pl.col("slots").list.max().max() - pl.col("slots").list.min().min())
-    n_slots = max(int(extent.item()) + 1, 1)
+    if n_slots is None:
+        extent = slots.select(pl.col("slots").list.max().max() - pl.col("slots").list.min().min())
+        n_slots = max(int(extent.item()) + 1, 1)
     active = pl.concat([pairs["a"], pairs["b"]]).unique().implode()
     per = slots.filter(pl.col("aidx").is_in(active)).select(
         "aidx",
@@ -310,6 +314,80 @@ def _sync_evidence(
     )
 
 
+def time_slot(bucket_s: int) -> pl.Expr:
+    """The ``bucket_s``-second time slot of each event (for synchronised activity)."""
+    return pl.col("ts").dt.epoch("s") // bucket_s
+
+
+def account_index(account_ids: pl.Series) -> pl.DataFrame:
+    """``account_id, aidx, rank``: every account's index in sorted order (so that ``a < b``
+    means ``src < dst``) and its fixed hash, which orders the sorted-neighbourhood windows."""
+    return (
+        pl.DataFrame({"account_id": account_ids.cast(pl.String)})
+        .unique()
+        .sort("account_id")
+        .with_columns(
+            pl.int_range(pl.len(), dtype=pl.UInt32).alias("aidx"),
+            pl.col("account_id").hash(17).alias("rank"),
+        )
+    )
+
+
+def kind_table(kinds: tuple[EvidenceKind, ...] = EVIDENCE_KINDS) -> pl.DataFrame:
+    """``kind, kw, cap, soft``: each evidence kind's weight, cap and whether it is soft."""
+    return pl.DataFrame(
+        {
+            "kind": [k.name for k in kinds],
+            "kw": [k.weight for k in kinds],
+            "cap": [k.cap for k in kinds],
+            "soft": [k.family in SOFT_FAMILIES for k in kinds],
+        }
+    )
+
+
+def group_cap(n_accounts: int, max_group: int, max_share: float, clique_max: int) -> int:
+    """Most accounts a value may be held by and still link them (see the module docstring)."""
+    return min(max_group, max(int(max_share * n_accounts), clique_max))
+
+
+def weighted(held: pl.DataFrame, n_accounts: int) -> pl.DataFrame:
+    """``held`` (rows with ``kw`` and ``k``, the value's number of holders) with ``w``, the
+    weight of the shared value: ``kw * rarity(k, N)``."""
+    return held.with_columns((pl.col("kw") * rarity(pl.col("k"), n_accounts)).alias("w"))
+
+
+def shared_per_kind(joined: pl.LazyFrame, readable: list[str]) -> pl.LazyFrame:
+    """``a, b, kind, w, n, values``: per candidate pair and kind, the summed weight and number
+    of the values both hold, and (readable kinds) the two weightiest. ``joined``: one row per
+    pair and shared value (``a, b, kind, value, w``)."""
+    return (
+        joined.group_by("a", "b", "kind")
+        .agg(
+            pl.col("w").sum(),
+            pl.len().cast(pl.UInt32).alias("n"),
+            pl.col("value")
+            .sort_by(["w", "value"], descending=[True, False])
+            .head(2)
+            .alias("values"),
+        )
+        .with_columns(
+            pl.when(pl.col("kind").is_in(readable))
+            .then(pl.col("values"))
+            .otherwise(pl.lit([], dtype=pl.List(pl.String)))
+        )
+    )
+
+
+def sync_candidates(per_kind: pl.DataFrame, kind_w: pl.DataFrame, min_edge: float) -> pl.DataFrame:
+    """``a, b``: the pairs whose other evidence could reach ``min_edge`` with timing added."""
+    pre = (
+        per_kind.join(kind_w, on="kind")
+        .group_by("a", "b")
+        .agg(pl.min_horizontal("w", "cap").sum().alias("pre"))
+    )
+    return pre.filter(pl.col("pre") >= min_edge - KIND_BY_NAME["timing"].cap).select("a", "b")
+
+
 def link_accounts(
     compact: pl.LazyFrame | pl.DataFrame,
     accounts: pl.DataFrame | None = None,
@@ -332,49 +410,39 @@ def link_accounts(
     """Edges ``src, dst, weight, evidence`` between accounts likely run by one operator.
 
     ``evidence`` (from :func:`account_evidence`) may be passed to reuse it. See the module
-    docstring for how evidence is found and weighed."""
+    docstring for how evidence is found and weighed. Each step is a function of its own
+    (:func:`account_index`, :func:`weighted`, :func:`_candidate_pairs`,
+    :func:`shared_per_kind`, :func:`sync_candidates`, :func:`_sync_evidence`,
+    :func:`edge_weights`), which :mod:`detector.spark.linkage` runs per group on Spark."""
     lf = compact.lazy()
     if evidence is None:
         evidence = account_evidence(lf, accounts, min_uses=min_uses, max_values=max_values)
     use = {k.name: k for k in kinds}
     timing = "timing" in use
-    slot = pl.col("ts").dt.epoch("s") // bucket_s
+    slot = time_slot(bucket_s)
     # one pass over the events: the accounts and, for timing, each one's time slots
     per_account = (
         lf.group_by("account_id").agg(slot.alias("slots"))
         if timing
         else lf.select("account_id").unique()
+    ).collect()
+    ids = account_index(per_account["account_id"])
+    slots = (
+        ids.join(per_account, on="account_id").select("aidx", "slots").sort("aidx")
+        if timing
+        else None
     )
-    ids = (
-        per_account.collect()
-        .sort("account_id")
-        .with_columns(
-            pl.int_range(pl.len(), dtype=pl.UInt32).alias("aidx"),
-            pl.col("account_id").hash(17).alias("rank"),
-        )
-    )
-    slots = ids.select("aidx", "slots") if timing else None
-    ids = ids.select("account_id", "aidx", "rank")
     n_acc = ids.height
-    kind_w = pl.DataFrame(
-        {
-            "kind": list(use),
-            "kw": [k.weight for k in use.values()],
-            "cap": [k.cap for k in use.values()],
-            "soft": [k.family in SOFT_FAMILIES for k in use.values()],
-        }
-    )
+    kind_w = kind_table(tuple(use.values()))
     held = evidence.join(ids, on="account_id").join(kind_w, on="kind")
-    k_cap = min(max_group, max(int(max_share * n_acc), clique_max))
+    k_cap = group_cap(n_acc, max_group, max_share, clique_max)
     values = (
         held.group_by("kind", "value")
         .agg(pl.len().alias("k"))
         .filter((pl.col("k") >= 2) & (pl.col("k") <= k_cap))
         .with_columns(pl.int_range(pl.len(), dtype=pl.UInt32).alias("vid"))
     )
-    held = held.join(values, on=["kind", "value"]).with_columns(
-        (pl.col("kw") * rarity(pl.col("k"), n_acc)).alias("w")
-    )
+    held = weighted(held.join(values, on=["kind", "value"]), n_acc)
     # candidates come from identity evidence (soft evidence alone can never reach an edge)
     seeds = held.filter(~pl.col("soft") & (pl.col("w") >= seed_min))
     pairs = _candidate_pairs(seeds, clique_max, fanout)
@@ -383,34 +451,10 @@ def link_accounts(
     a_side = held.select(pl.col("aidx").alias("a"), "vid", "kind", "value", "w")
     b_side = held.select(pl.col("aidx").alias("b"), "vid")
     readable = [k.name for k in use.values() if k.readable]
-    per_kind = (
-        pairs.lazy()
-        .join(a_side.lazy(), on="a")
-        .join(b_side.lazy(), on=["b", "vid"])
-        .group_by("a", "b", "kind")
-        .agg(
-            pl.col("w").sum(),
-            pl.len().cast(pl.UInt32).alias("n"),
-            pl.col("value")
-            .sort_by(["w", "value"], descending=[True, False])
-            .head(2)
-            .alias("values"),
-        )
-        .with_columns(
-            pl.when(pl.col("kind").is_in(readable))
-            .then(pl.col("values"))
-            .otherwise(pl.lit([], dtype=pl.List(pl.String)))
-        )
-        .collect()
-    )
+    joined = pairs.lazy().join(a_side.lazy(), on="a").join(b_side.lazy(), on=["b", "vid"])
+    per_kind = shared_per_kind(joined, readable).collect()
     if slots is not None and per_kind.height:
-        pre = (
-            per_kind.join(kind_w, on="kind")
-            .group_by("a", "b")
-            .agg(pl.min_horizontal("w", "cap").sum().alias("pre"))
-        )
-        sync_pairs = pre.filter(pl.col("pre") >= min_edge - KIND_BY_NAME["timing"].cap)
-        sync_pairs = sync_pairs.select("a", "b")
+        sync_pairs = sync_candidates(per_kind, kind_w, min_edge)
         sync = _sync_evidence(slots, sync_pairs, bucket_s, min_sync, sync_ratio)
         if sync.height:
             per_kind = pl.concat([per_kind, sync.select(per_kind.columns)])
@@ -427,6 +471,40 @@ def _edges(
 ) -> pl.DataFrame:
     if per_kind.height == 0:
         return pl.DataFrame(schema=EDGE_SCHEMA)
+    edges = edge_weights(per_kind, kind_w, use, soft_cap, min_edge)
+    return named_edges(edges, ids)
+
+
+def named_edges(edges: pl.DataFrame, ids: pl.DataFrame) -> pl.DataFrame:
+    """``src, dst, weight, evidence``: the edges of :func:`edge_weights` with account ids."""
+    if edges.height == 0:
+        return pl.DataFrame(schema=EDGE_SCHEMA)
+    name = ids.select("aidx", "account_id")
+    return (
+        edges.join(name.rename({"aidx": "a", "account_id": "src"}), on="a")
+        .join(name.rename({"aidx": "b", "account_id": "dst"}), on="b")
+        .select(
+            # ids are indexed in sorted order, so a < b means src < dst
+            "src",
+            "dst",
+            pl.col("weight").cast(pl.Float64),
+            "evidence",
+        )
+        .sort("src", "dst")
+    )
+
+
+def edge_weights(
+    per_kind: pl.DataFrame,
+    kind_w: pl.DataFrame,
+    use: dict[str, EvidenceKind],
+    soft_cap: float,
+    min_edge: float,
+) -> pl.DataFrame:
+    """``a, b, weight, evidence``: each pair's capped weight and evidence sentences from its
+    per-kind evidence (:func:`shared_per_kind`, timing rows of :func:`_sync_evidence`), the
+    pairs of at least ``min_edge`` only. Pairs are independent: any split of ``per_kind`` by
+    pair gives the same rows."""
     names = pl.DataFrame(
         {
             "kind": list(use),
@@ -473,17 +551,6 @@ def _edges(
             (pl.min_horizontal("soft_w", pl.lit(soft_cap)) + pl.col("other_w")).alias("weight")
         )
         .filter(pl.col("weight") >= min_edge)
+        .select("a", "b", "weight", "evidence")
     )
-    name = ids.select("aidx", "account_id")
-    return (
-        edges.join(name.rename({"aidx": "a", "account_id": "src"}), on="a")
-        .join(name.rename({"aidx": "b", "account_id": "dst"}), on="b")
-        .select(
-            # ids are indexed in sorted order, so a < b means src < dst
-            "src",
-            "dst",
-            pl.col("weight").cast(pl.Float64),
-            "evidence",
-        )
-        .sort("src", "dst")
-    )
+    return edges

@@ -262,6 +262,9 @@ class Links:
     evidence: pl.DataFrame  # account_id, kind, value (account_evidence)
     edges: pl.DataFrame  # src, dst, weight, evidence
     assignments: pl.DataFrame  # account_id, campaign_id (null: in no campaign)
+    # kind, value, total: holders of each value among all accounts, when ``evidence`` holds
+    # only some accounts' rows (the Spark engine keeps the campaign members' rows only)
+    totals: pl.DataFrame | None = None
 
 
 @dataclass
@@ -310,7 +313,12 @@ def score_campaigns(
     cs = clone(scorer) if scorer is not None else CampaignScorer()
     cs.fit(features)
     feats = campaign_features(
-        links.assignments, account_scores, features, links.evidence, links.edges
+        links.assignments,
+        account_scores,
+        features,
+        links.evidence,
+        links.edges,
+        value_totals=links.totals,
     )
     campaigns = cs.score(feats, model)
     scored = apply_campaigns(account_scores, links.assignments, campaigns, model, scorer=cs)

@@ -82,7 +82,9 @@ def _counted(events: pl.LazyFrame) -> pl.LazyFrame:
 
 def _grouped(events: pl.LazyFrame) -> pl.LazyFrame:
     schema = events.collect_schema()
-    columns = (_hashed(c) if schema[c] == pl.String else pl.col(c) for c in _GROUPED_COLUMNS)
+    columns = (
+        _hashed(c) if schema.get(c) == pl.String else pl.col(c) for c in _GROUPED_COLUMNS
+    )  # (a missing column: polars' ColumnNotFoundError, naming it)
     per_account = (
         events.select(ACCOUNT_KEY, *columns)
         .sort(ACCOUNT_KEY, maintain_order=True)

@@ -85,6 +85,7 @@ FEATURES: tuple[Feature, ...] = (
         "distillation needs volume; bulk harvesters run far above human use",
         "/day",
         True,
+        merge="sum",
         agg=_REQUESTS,
         finish=of(_REQUESTS) / _WINDOW_DAYS,
         needs="window",
@@ -98,6 +99,7 @@ FEATURES: tuple[Feature, ...] = (
         "h",
         True,
         stage="grouped",
+        merge="sum",
         agg=_HOUR.n_unique().cast(pl.Float64),
         example=Example(({}, {"ts": 30 * MINUTE}, {"ts": 2 * HOUR}), 2.0),
     ),
@@ -107,6 +109,7 @@ FEATURES: tuple[Feature, ...] = (
         f"Shannon entropy of the hour-of-day histogram / log({HOURS_PER_DAY})",
         "1.0 = traffic spread evenly over the day (24/7 automation); humans are diurnal",
         stage="grouped",
+        merge="approx_mean",
         agg=_HOUR_COUNTS,
         finish=entropy(of(_HOUR_COUNTS), math.log(HOURS_PER_DAY)),
         example=Example(
@@ -119,6 +122,7 @@ FEATURES: tuple[Feature, ...] = (
         "std / mean of inter-arrival gaps (s)",
         "burstiness: context for analysts; both bots and people can be bursty",
         stage="grouped",
+        merge="approx_mean",
         agg=_GAPS,
         finish=of(_GAPS).list.std() / of(_GAPS).list.mean(),
         # gaps 60 s and 120 s: sample std 30·√2, mean 90
@@ -132,6 +136,7 @@ FEATURES: tuple[Feature, ...] = (
         "s",
         True,
         stage="grouped",
+        merge="approx_mean",
         agg=_GAPS,
         finish=of(_GAPS).list.median(),
         # gaps 60, 120 and 420 s
@@ -145,6 +150,7 @@ FEATURES: tuple[Feature, ...] = (
         "",
         True,
         stage="grouped",
+        merge="max",
         agg=(_US // 60_000_000).unique_counts().max().cast(pl.Float64),
         example=Example(tuple({"ts": timedelta(seconds=s)} for s in (0, 10, 20, 300)), 3.0),
     ),
@@ -156,6 +162,7 @@ FEATURES: tuple[Feature, ...] = (
         "distillers want long answers to short questions",
         "",
         True,
+        merge="special",
         agg=pl.col("completion_tokens").sum() / pl.col("prompt_tokens").sum().clip(lower_bound=1),
         example=Example(
             (
@@ -172,6 +179,7 @@ FEATURES: tuple[Feature, ...] = (
         "reasoning traces and full solutions are long",
         "",
         True,
+        merge="mean",
         agg=pl.col("completion_tokens").mean(),
         example=Example(({"completion_tokens": 100}, {"completion_tokens": 300}), 200.0),
     ),
@@ -184,6 +192,7 @@ FEATURES: tuple[Feature, ...] = (
         "%",
         # a cap of a few tokens always stops there (a classifier's max_tokens=1): that is a
         # probe (tiny_max_tokens_share), not a request for as much output as allowed
+        merge="approx_mean",
         agg=share(
             (pl.col("finish_reason") == "length").filter(
                 pl.col("max_tokens").is_null() | (pl.col("max_tokens") > ROOMY_MAX_TOKENS)
@@ -205,6 +214,7 @@ FEATURES: tuple[Feature, ...] = (
         "share of requests with max_tokens >= 4096",
         "distillers set the cap at the model's maximum",
         "%",
+        merge="mean",
         agg=share(pl.col("max_tokens").fill_null(0) >= 4096),
         example=Example(
             ({"max_tokens": 4096}, {"max_tokens": 8192}, {"max_tokens": 1024}, {}), 2 / 4
@@ -216,6 +226,7 @@ FEATURES: tuple[Feature, ...] = (
         "share of requests with max_tokens <= 4",
         "max_tokens=1 probes recover logits one token at a time",
         "%",
+        merge="mean",
         agg=share(pl.col("max_tokens").fill_null(1_000_000) <= 4),
         example=Example(({"max_tokens": 1}, {"max_tokens": 4}, {"max_tokens": 5}, {}), 2 / 4),
     ),
@@ -225,6 +236,7 @@ FEATURES: tuple[Feature, ...] = (
         "share of requests with n > 1",
         "several samples per prompt multiply what is harvested",
         "%",
+        merge="mean",
         agg=share(pl.col("n") > 1),
         example=Example(_one_in(4, n=4), 1 / 4),
     ),
@@ -234,6 +246,7 @@ FEATURES: tuple[Feature, ...] = (
         "share of requests asking for logprobs",
         "log-probabilities leak the output distribution (logit extraction)",
         "%",
+        merge="mean",
         agg=share(pl.col("logprobs")),
         example=Example(_one_in(3, logprobs=True, top_logprobs=5), 1 / 3),
     ),
@@ -243,6 +256,7 @@ FEATURES: tuple[Feature, ...] = (
         "share of requests with a logit_bias",
         "logit_bias sweeps recover the output projection",
         "%",
+        merge="mean",
         agg=share(pl.col("logit_bias_size") > 0),
         example=Example(({"logit_bias_size": 300}, {"logit_bias_size": 2}, {}, {}), 2 / 4),
     ),
@@ -254,6 +268,7 @@ FEATURES: tuple[Feature, ...] = (
         "per request to read the output projection (the API allows up to 300)",
         "",
         True,
+        merge="special",
         agg=pl.col("logit_bias_size").filter(pl.col("logit_bias_size") > 0).mean(),
         example=Example(({"logit_bias_size": 300}, {"logit_bias_size": 100}, {}), 200.0),
     ),
@@ -265,6 +280,7 @@ FEATURES: tuple[Feature, ...] = (
         # over the account's sorted values: a float sum depends on its order, and the engine
         # may hand an account's rows over in any order
         stage="grouped",
+        merge="approx_special",
         agg=_TEMPERATURES,
         finish=of(_TEMPERATURES).list.std().fill_null(0.0),
         example=Example(({"temperature": 0.5}, {"temperature": 1.5}, {}), math.sqrt(0.5)),
@@ -275,6 +291,7 @@ FEATURES: tuple[Feature, ...] = (
         "share of streamed requests",
         "interactive products stream; harvesting scripts rarely do",
         "%",
+        merge="mean",
         agg=share(pl.col("stream")),
         example=Example(_one_in(2, stream=True), 1 / 2),
     ),
@@ -284,6 +301,7 @@ FEATURES: tuple[Feature, ...] = (
         "share of requests sending tool definitions",
         "agentic use: context (agent products do this legitimately)",
         "%",
+        merge="mean",
         agg=share(pl.col("tools_count") > 0),
         example=Example(_one_in(4, tools_count=3), 1 / 4),
     ),
@@ -293,6 +311,7 @@ FEATURES: tuple[Feature, ...] = (
         "share of requests with HTTP status >= 400",
         "rate-limit pressure and broken clients: context",
         "%",
+        merge="mean",
         agg=share(pl.col("status") >= 400),
         example=Example(({"status": 429}, {"status": 500}, {"status": 302}, {}), 2 / 4),
     ),
@@ -304,6 +323,7 @@ FEATURES: tuple[Feature, ...] = (
         "highly repetitive prompt templates around varying payloads",
         "%",
         stage="grouped",
+        merge="approx_mean",
         agg=1.0 - _TEMPLATES.len() / _WITH_TEXT,
         example=Example((*_TEMPLATED, {}), 1 - 2 / 4),
     ),
@@ -314,6 +334,7 @@ FEATURES: tuple[Feature, ...] = (
         "one narrow task (batch jobs) vs a sweep: context",
         "%",
         stage="grouped",
+        merge="approx_mean",
         agg=_TEMPLATES.max() / _WITH_TEXT,
         example=Example((*_TEMPLATED, {}), 3 / 4),
     ),
@@ -325,6 +346,7 @@ FEATURES: tuple[Feature, ...] = (
         "payload sweeps reuse most of the text",
         "%",
         stage="grouped",
+        merge="approx_mean",
         agg=share(
             (pl.col("nd1").is_duplicated() | pl.col("nd2").is_duplicated()).filter(
                 pl.col("nd1").is_not_null()
@@ -346,6 +368,7 @@ FEATURES: tuple[Feature, ...] = (
         "distinct coarse topics",
         "capability sweeps cover many areas; a product covers a few",
         stage="grouped",
+        merge="lower_bound_max",
         agg=_TOPIC_COUNTS,
         finish=of(_TOPIC_COUNTS).list.len().cast(pl.Float64),
         example=Example(
@@ -359,6 +382,7 @@ FEATURES: tuple[Feature, ...] = (
         f"Shannon entropy of the topic histogram / log({N_TOPICS}) (the number of topics)",
         "evenly spread topics = systematic coverage",
         stage="grouped",
+        merge="approx_mean",
         agg=_TOPIC_COUNTS,
         finish=entropy(of(_TOPIC_COUNTS), math.log(N_TOPICS)),
         example=Example(
@@ -372,6 +396,7 @@ FEATURES: tuple[Feature, ...] = (
         "share of prompts eliciting step-by-step reasoning",
         "reasoning-trace harvesting",
         "%",
+        merge="mean",
         agg=share(pl.col("cot")),
         example=Example(_one_in(2, prompt="Think step by step: why do owls hoot?"), 1 / 2),
     ),
@@ -381,6 +406,7 @@ FEATURES: tuple[Feature, ...] = (
         "share of prompts with grading rubrics",
         "using the model as a reward model / grader",
         "%",
+        merge="mean",
         agg=share(pl.col("rubric")),
         example=Example(_one_in(2, prompt="Score the answer below on a 1-10 scale."), 1 / 2),
     ),
@@ -390,6 +416,7 @@ FEATURES: tuple[Feature, ...] = (
         "share of 'rewrite this safely' prompts",
         "harvesting safety behaviour",
         "%",
+        merge="mean",
         agg=share(pl.col("rewrite")),
         example=Example(_one_in(2, prompt="Rewrite this message so it is safe for kids"), 1 / 2),
     ),
@@ -399,6 +426,7 @@ FEATURES: tuple[Feature, ...] = (
         "share of benchmark-style prompts (multiple choice, Answer:, code stubs)",
         "capability benchmarks as training data",
         "%",
+        merge="mean",
         agg=share(pl.col("bench")),
         example=Example(_one_in(2, prompt="Which is largest? (A) 2 (B) 9\nAnswer:"), 1 / 2),
     ),
@@ -408,6 +436,7 @@ FEATURES: tuple[Feature, ...] = (
         "share of prompts in a non-Latin script",
         "language: context",
         "%",
+        merge="mean",
         agg=share(~pl.col("script").is_in(["latin", "none"])),
         # an empty prompt has no script: not counted as non-Latin
         example=Example(({"prompt": "今天天气怎么样"}, {"prompt": ""}, {}), 1 / 3),
@@ -418,6 +447,7 @@ FEATURES: tuple[Feature, ...] = (
         "share of requests with a system prompt",
         "products send a system prompt; raw harvesting often does not",
         "%",
+        merge="mean",
         agg=share(pl.col("sys_h").is_not_null()),
         example=Example(_one_in(4, system_prompt="You are a helpful assistant."), 1 / 4),
     ),
@@ -427,6 +457,7 @@ FEATURES: tuple[Feature, ...] = (
         "distinct system prompts",
         "context",
         stage="grouped",
+        merge="lower_bound_max",
         agg=_distinct("sys_h", nulls=False),
         example=Example(
             ({"system_prompt": "You are A."}, {"system_prompt": "You are B."}, {}), 2.0
@@ -439,6 +470,7 @@ FEATURES: tuple[Feature, ...] = (
         "context",
         "",
         True,
+        merge="mean",
         agg=pl.col("prompt_chars").mean(),
         example=Example(({"prompt": "abcd"}, {"prompt": "abcdéfgh"}), 6.0),
     ),
@@ -451,6 +483,7 @@ FEATURES: tuple[Feature, ...] = (
         "",
         True,
         stage="grouped",
+        merge="lower_bound_max",
         agg=_distinct("ip"),
         example=Example(({"ip": "10.0.0.1"}, {"ip": "10.0.0.2"}, {"ip": "10.0.0.1"}), 2.0),
     ),
@@ -462,6 +495,7 @@ FEATURES: tuple[Feature, ...] = (
         "",
         True,
         stage="grouped",
+        merge="lower_bound_max",
         agg=_distinct("ip_prefix"),
         example=Example(
             tuple({"ip": ip} for ip in ("10.0.0.1", "10.0.0.2", "10.0.1.1", "2001:db8:1:2::1")),
@@ -474,6 +508,7 @@ FEATURES: tuple[Feature, ...] = (
         "distinct user agents",
         "context",
         stage="grouped",
+        merge="lower_bound_max",
         agg=_distinct("user_agent"),
         example=Example(tuple({"user_agent": u} for u in ("curl/8", "httpx", "curl/8")), 2.0),
     ),
@@ -485,6 +520,7 @@ FEATURES: tuple[Feature, ...] = (
         "",
         True,
         stage="grouped",
+        merge="lower_bound_max",
         agg=_distinct("api_key_id"),
         example=Example(tuple({"api_key_id": k} for k in ("k1", "k2", "k3", "k1")), 3.0),
     ),
@@ -497,6 +533,7 @@ FEATURES: tuple[Feature, ...] = (
         "%",
         stage="grouped",
         # outside any conversation, or alone in its conversation
+        merge="approx_mean",
         agg=(_N - _CONVERSATIONS.sum() + (_CONVERSATIONS == 1).sum()) / _N,
         example=Example(tuple({"conversation_id": c} for c in ("c1", "c1", "c2", None)), 2 / 4),
     ),
@@ -508,6 +545,7 @@ FEATURES: tuple[Feature, ...] = (
         "step); harvesting agentic traces fires one-shot tool prompts",
         "%",
         stage="grouped",
+        merge="approx_mean",
         agg=share(
             (pl.col("tools_count") > 0)
             & ~(pl.col("conversation_id").is_not_null() & pl.col("conversation_id").is_duplicated())
@@ -529,6 +567,7 @@ FEATURES: tuple[Feature, ...] = (
         "mean requests per conversation id (0 when none)",
         "people follow up; scripts do not",
         stage="grouped",
+        merge="approx_mean",
         agg=(_CONVERSATIONS.sum() / _CONVERSATIONS.len().clip(lower_bound=1)).cast(pl.Float64),
         example=Example(tuple({"conversation_id": c} for c in ("c1", "c1", "c1", "c2", None)), 2.0),
     ),
@@ -541,6 +580,7 @@ FEATURES: tuple[Feature, ...] = (
         "fresh accounts made for a campaign",
         "days",
         True,
+        merge="min",
         agg=_FIRST_TS,
         finish=((of(_FIRST_TS) - pl.col("created_at")).dt.total_seconds() / SECONDS_PER_DAY).clip(
             lower_bound=0.0
@@ -556,6 +596,7 @@ FEATURES: tuple[Feature, ...] = (
         "",
         True,
         stage="grouped",
+        merge="approx_special",
         agg=((pl.col("ts") > _MID).sum() / (pl.col("ts") <= _MID).sum().clip(lower_bound=1)).cast(
             pl.Float64
         ),
@@ -569,6 +610,7 @@ FEATURES: tuple[Feature, ...] = (
         "appearance in the window",
         "distillers move to a new model within a day",
         "%",
+        merge="mean",
         agg=share(pl.col(MODEL_NEW) & (pl.col("ts") <= pl.col(NEW_UNTIL))),
         needs="model_first_seen",
         # m2 first appears 30 h into the window: the request then counts, the one 30 h later not

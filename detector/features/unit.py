@@ -28,6 +28,16 @@ Stage = Literal["counted", "grouped"]
 # "accounts": the account table (column created_at; the feature is null without one);
 # "model_first_seen": per event, whether its model is new (MODEL_NEW) and until when (NEW_UNTIL).
 Need = Literal["window", "accounts", "model_first_seen"]
+# How a feature's values over disjoint time chunks of one account (each with its number of
+# events) merge into the account's value, for an engine that cannot hold a giant account in one
+# group (:mod:`detector.spark.skew`): "sum", "max", "min", "mean" (weighted by events) and
+# "special" (its own exact rule) merge exactly; "lower_bound_max" (the largest chunk's: a
+# distinct count), "approx_mean" (weighted mean of a feature that needs the whole account's
+# order or distinct values) and "approx_special" (its own approximation) do not.
+Merge = Literal[
+    "sum", "max", "min", "mean", "special", "lower_bound_max", "approx_mean", "approx_special"
+]
+EXACT_MERGES: frozenset[str] = frozenset({"sum", "max", "min", "mean", "special"})
 
 WINDOW_START = "__window_start"
 WINDOW_END = "__window_end"
@@ -122,7 +132,8 @@ class Feature:
     is the feature. With ``finish``, ``agg`` is named (``.alias("__...")``) and ``finish``
     computes the feature from that column on the per-account row; features finishing the same
     aggregated list (gap statistics, topic histogram) share one aggregation. ``needs`` names an
-    input beyond the account's events (see :data:`Need`).
+    input beyond the account's events (see :data:`Need`). ``merge`` says how its values over
+    time chunks of one account combine (see :data:`Merge`).
     """
 
     name: str
@@ -133,6 +144,7 @@ class Feature:
     log: bool = False  # heavy-tailed count: models see log1p(value)
     agg: pl.Expr = field(kw_only=True, compare=False)
     example: Example = field(kw_only=True, compare=False)
+    merge: Merge = field(kw_only=True)
     stage: Stage = field(default="counted", kw_only=True)
     finish: pl.Expr | None = field(default=None, kw_only=True, compare=False)
     needs: Need | None = field(default=None, kw_only=True)

@@ -29,8 +29,9 @@ def read_table(path: str | Path, schema: dict[str, pl.DataType], what: str) -> p
 
 
 def sibling_table(log_paths: Sequence[str | Path], name: str) -> Path | None:
-    """``accounts.parquet`` / ``labels.parquet`` beside the (first) log file, if any."""
-    files = expand_paths(log_paths)
+    """``accounts.parquet`` / ``labels.parquet`` beside the (first) local log file, if any
+    (logs given as URIs, read by the Spark engine, have no sibling: pass the table)."""
+    files = expand_paths([p for p in log_paths if "://" not in str(p)])
     cand = files[0].parent / name if files else None
     return cand if cand is not None and cand.exists() else None
 
