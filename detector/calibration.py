@@ -13,13 +13,16 @@ are flagged than promised, not more.
   interpolated linearly between the distinct reference values, so that distinct raw scores
   get distinct scores (no steps, no ties between reference points), and a threshold for a
   false-positive rate the reference can resolve is an empirical quantile, not a model's.
-- **Beyond the highest reference score**: an exponential tail ``S(x) = S(max) *
-  exp(-(x - max) / sigma)``, its scale fitted by maximum likelihood to the excesses of the top
-  ``k`` reference scores over the ``k+1``-th (the peaks-over-threshold method of extreme value
-  theory, shape 0). The score keeps rising there, so it ranks all the way up: an account far
-  beyond every normal one reads 99.99999, not the same 99.965 as one just past the maximum.
-  (The exponential is the cautious choice: these raw scores are bounded, their real tail is
-  shorter, so it understates how rare an extreme account is.)
+- **Beyond the highest reference score**: a generalised Pareto tail ``S(x) = S(max) *
+  (1 + shape * (x - max) / sigma) ** (-1 / shape)`` (the peaks-over-threshold model of extreme
+  value theory) with a fixed heavy shape (``tail_shape``, 0.5) and its scale set from the
+  excesses of the top ``k`` reference scores over the ``k+1``-th (their mean is
+  ``sigma / (1 - shape)``). The score keeps rising there, so it ranks all the way up: an
+  account far beyond every normal one reads 99.9999, not the same 99.965 as one just past the
+  maximum. The heavy shape is the cautious choice twice over: these raw scores are bounded,
+  so the real tail is shorter and the model understates how rare an extreme account is; and
+  a polynomial decay keeps even very distant accounts (a large campaign's lifted members)
+  apart in floating point, where an exponential tail would round them all to 100.
 - **Below the reference minimum**: an exponential approach to 0 (strictly increasing).
 
 ``k = clip(round(sqrt(n)), min_tail, max_tail)`` for ``n`` reference accounts: enough points
@@ -54,15 +57,23 @@ class TailCalibrator(BaseEstimator):
 
     Parameters
     ----------
-    min_tail, max_tail: bounds of the number ``k`` of top reference scores the exponential
-        tail is fitted to (``round(sqrt(n))`` in between).
+    min_tail, max_tail: bounds of the number ``k`` of top reference scores the tail's scale is
+        set from (``round(sqrt(n))`` in between).
     min_sigma_share: the tail's scale is at least this share of the reference's IQR.
+    tail_shape: the generalised Pareto shape of the tail past the reference maximum (> 0).
     """
 
-    def __init__(self, min_tail: int = 10, max_tail: int = 200, min_sigma_share: float = 0.02):
+    def __init__(
+        self,
+        min_tail: int = 10,
+        max_tail: int = 200,
+        min_sigma_share: float = 0.02,
+        tail_shape: float = 0.5,
+    ):
         self.min_tail = min_tail
         self.max_tail = max_tail
         self.min_sigma_share = min_sigma_share
+        self.tail_shape = tail_shape
 
     def fit(self, raw: np.ndarray) -> Self:
         """Learn ``S`` from the raw scores of the reference population (finite values)."""
@@ -78,8 +89,11 @@ class TailCalibrator(BaseEstimator):
         q1, q3 = np.quantile(ref, [0.25, 0.75])
         spread = float(q3 - q1) if q3 > q1 else float(ref[-1] - ref[0]) or 1.0
         k = min(int(np.clip(round(math.sqrt(n)), self.min_tail, self.max_tail)), n - 1)
+        if not self.tail_shape > 0:
+            raise ValueError(f"tail_shape must be > 0, got {self.tail_shape}")
         excess = ref[n - k :] - ref[n - k - 1]  # the top k over the (k+1)-th highest
-        self.tail_sigma_ = max(float(excess.mean()), self.min_sigma_share * spread, 1e-9)
+        mean_excess = max(float(excess.mean()), self.min_sigma_share * spread, 1e-9)
+        self.tail_sigma_ = mean_excess * (1.0 - min(self.tail_shape, 0.9))
         self.tail_start_ = float(values[-1])  # the tail takes over past the highest score
         self.tail_share_ = float(1.0 - self.cdf_[-1])  # S(max) = 1 / (n + 1)
         self.low_sigma_ = max(spread / 2.0, 1e-9)
@@ -94,7 +108,8 @@ class TailCalibrator(BaseEstimator):
         x = np.asarray(raw, dtype=np.float64)
         out = np.asarray(1.0 - self._ecdf(x), dtype=np.float64)
         tail = x > self.tail_start_
-        out[tail] = self.tail_share_ * np.exp(-(x[tail] - self.tail_start_) / self.tail_sigma_)
+        z = (x[tail] - self.tail_start_) / self.tail_sigma_
+        out[tail] = self.tail_share_ * (1.0 + self.tail_shape * z) ** (-1.0 / self.tail_shape)
         low = x < self.values_[0]
         out[low] = 1.0 - self.cdf_[0] * np.exp((x[low] - self.values_[0]) / self.low_sigma_)
         return out
@@ -106,7 +121,8 @@ class TailCalibrator(BaseEstimator):
     def raw_at(self, fpr: float) -> float:
         """The raw score whose survival is ``fpr`` (where the flag threshold for it sits)."""
         if fpr <= self.tail_share_:
-            return self.tail_start_ + self.tail_sigma_ * math.log(self.tail_share_ / fpr)
+            xi = self.tail_shape
+            return self.tail_start_ + self.tail_sigma_ * ((self.tail_share_ / fpr) ** xi - 1) / xi
         return float(np.interp(1.0 - fpr, self.cdf_, self.values_))
 
     def resolvable_fpr(self) -> float:

@@ -365,7 +365,9 @@ class DistillScorer(BaseEstimator):
         cal = getattr(self, "calibrator_", None)
         if cal is None:
             return None
-        tail = np.array([cal.tail_start_, cal.tail_share_, cal.tail_sigma_, cal.low_sigma_])
+        tail = np.array(
+            [cal.tail_start_, cal.tail_share_, cal.tail_sigma_, cal.low_sigma_, cal.tail_shape]
+        )
         parts = (cal.values_, cal.cdf_, tail)
         return hashlib.sha1(b"".join(np.ascontiguousarray(p).tobytes() for p in parts)).hexdigest()
 

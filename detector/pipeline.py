@@ -236,5 +236,7 @@ def score_table(
         .join(alone.select("account_id"), on="account_id", how="semi")
         .select("account_id", "campaign_id")
     )
-    final = apply_campaigns(alone, assignments, campaigns, model, scorer=campaign_scorer)
+    final = apply_campaigns(
+        alone, assignments, campaigns, model, scorer=campaign_scorer, features=feats
+    )
     return Scored(feats, alone, final, model)

@@ -42,6 +42,7 @@ TABLE_SCHEMA: dict[str, pl.DataType] = {
     "members": pl.List(pl.String()),
     "n_members": pl.Int64(),
     "strength": pl.Float64(),
+    "strength_balance": pl.Float64(),  # > 0: a balanced campaign, which lifts every member
     "median_score": pl.Float64(),
     "n_flagged_alone": pl.Int64(),
 }
@@ -62,6 +63,8 @@ class LiveCampaigns:
 
     @classmethod
     def from_table(cls, table: pl.DataFrame, last: CampaignPass | None) -> LiveCampaigns:
+        if "strength_balance" not in table.columns:  # snapshots written before it existed
+            table = table.with_columns(pl.lit(0.0).alias("strength_balance"))
         table = table.select([pl.col(c).cast(t) for c, t in TABLE_SCHEMA.items()])
         views: dict[str, CampaignView] = {}
         member_of: dict[str, str] = {}

@@ -24,6 +24,7 @@ ASSIGNMENT_SCHEMA: dict[str, pl.DataType] = {"account_id": pl.String(), "campaig
 # member features summarised per campaign (mean), with the population median for comparison
 CONTENT_FEATURES: tuple[str, ...] = ("cot_rate", "rubric_rate", "rewrite_rate", "bench_rate")
 CONTENT_FEATURES += ("template_reuse", "high_max_tokens_share")
+PACE = "requests_per_active_day"  # the account feature campaign volume balance reads
 SOFT_KINDS = [k.name for k in EVIDENCE_KINDS if k.family in SOFT_FAMILIES]
 
 
@@ -131,8 +132,9 @@ def campaign_features(
 ) -> pl.DataFrame:
     """One row per campaign: size, members, their scores, volume, content and shared evidence.
 
-    ``features`` (account features) adds volume (``requests_per_day`` summed, ``volume_cv``
-    across members) and the members' content means;
+    ``features`` (account features) adds volume (``requests_per_day`` summed, ``volume_cv``:
+    the interquartile range over 1.349 median of the members' ``requests_per_active_day``, a
+    robust coefficient of variation) and the members' content means;
     ``evidence`` (:func:`account_evidence`) adds ``shared_<kind>`` counts and ``top_<kind>``
     values (``value_totals``: :func:`evidence_totals` of every account's evidence when
     ``evidence`` holds only some accounts' rows); ``edges`` adds the links inside each
@@ -152,14 +154,24 @@ def campaign_features(
         pl.col("flagged").sum().cast(pl.Int64).alias("n_flagged_alone"),
     )
     if features is not None:
+        pace_col = PACE if PACE in features.columns else "requests_per_day"
         cols = [c for c in ("requests_per_day", *CONTENT_FEATURES) if c in features.columns]
-        rpd = pl.col("requests_per_day")
+        rpd, pace = pl.col("requests_per_day"), pl.col(pace_col)
         vol = (
-            members.join(features.select("account_id", *cols), on="account_id")
+            members.join(
+                features.select("account_id", *dict.fromkeys([*cols, pace_col])), on="account_id"
+            )
             .group_by("campaign_id")
             .agg(
                 rpd.sum(),
-                (rpd.std() / rpd.mean()).fill_null(0.0).alias("volume_cv"),
+                # robust (interquartile) coefficient of variation of the members' own pace
+                # (requests per day of their active span: accounts started on different days
+                # of the window run at the same pace): a few odd members do not hide that the
+                # rest are balanced
+                ((pace.quantile(0.75) - pace.quantile(0.25)) / (1.349 * pace.median()))
+                .fill_null(0.0)
+                .fill_nan(0.0)
+                .alias("volume_cv"),
                 *[pl.col(c).mean() for c in cols if c != "requests_per_day"],
             )
         )

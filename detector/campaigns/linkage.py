@@ -58,6 +58,9 @@ class EvidenceKind:
     label: str  # plural noun for reasons
     singular: str  # singular noun for reasons
     readable: bool  # values can be shown (IPs, payment ids) vs opaque hashes
+    # weighed by its own significance, not by how few hold it (an arrival burst is evidence
+    # because it is a burst: its size is part of what makes it one)
+    rarity_free: bool = False
 
 
 EVIDENCE_KINDS: tuple[EvidenceKind, ...] = (
@@ -73,6 +76,9 @@ EVIDENCE_KINDS: tuple[EvidenceKind, ...] = (
     EvidenceKind("payment", "account", 1.2, 1.2, "payment methods", "payment method", True),
     EvidenceKind("email_domain", "account", 0.8, 0.8, "email domains", "email domain", True),
     EvidenceKind("timing", "timing", 0.5, 0.5, "synchronised time slots", "time slot", False),
+    EvidenceKind(
+        "arrival", "creation", 0.5, 0.5, "arrival bursts", "arrival burst", True, rarity_free=True
+    ),
 )
 SOFT_FAMILIES = frozenset({"content", "client"})  # similar prompts / SDKs: support, not proof
 KIND_BY_NAME: dict[str, EvidenceKind] = {k.name: k for k in EVIDENCE_KINDS}
@@ -334,13 +340,15 @@ def account_index(account_ids: pl.Series) -> pl.DataFrame:
 
 
 def kind_table(kinds: tuple[EvidenceKind, ...] = EVIDENCE_KINDS) -> pl.DataFrame:
-    """``kind, kw, cap, soft``: each evidence kind's weight, cap and whether it is soft."""
+    """``kind, kw, cap, soft, free``: each evidence kind's weight, cap, whether it is soft and
+    whether it is weighed without rarity."""
     return pl.DataFrame(
         {
             "kind": [k.name for k in kinds],
             "kw": [k.weight for k in kinds],
             "cap": [k.cap for k in kinds],
             "soft": [k.family in SOFT_FAMILIES for k in kinds],
+            "free": [k.rarity_free for k in kinds],
         }
     )
 
@@ -351,9 +359,11 @@ def group_cap(n_accounts: int, max_group: int, max_share: float, clique_max: int
 
 
 def weighted(held: pl.DataFrame, n_accounts: int) -> pl.DataFrame:
-    """``held`` (rows with ``kw`` and ``k``, the value's number of holders) with ``w``, the
-    weight of the shared value: ``kw * rarity(k, N)``."""
-    return held.with_columns((pl.col("kw") * rarity(pl.col("k"), n_accounts)).alias("w"))
+    """``held`` (rows with ``kw``, ``free`` and ``k``, the value's number of holders) with
+    ``w``, the weight of the shared value: ``kw * rarity(k, N)``, or ``kw`` for the kinds
+    weighed without rarity."""
+    rare = pl.when(pl.col("free")).then(1.0).otherwise(rarity(pl.col("k"), n_accounts))
+    return held.with_columns((pl.col("kw") * rare).alias("w"))
 
 
 def shared_per_kind(joined: pl.LazyFrame, readable: list[str]) -> pl.LazyFrame:
@@ -438,8 +448,9 @@ def link_accounts(
     k_cap = group_cap(n_acc, max_group, max_share, clique_max)
     values = (
         held.group_by("kind", "value")
-        .agg(pl.len().alias("k"))
-        .filter((pl.col("k") >= 2) & (pl.col("k") <= k_cap))
+        .agg(pl.len().alias("k"), pl.col("free").first())
+        .filter((pl.col("k") >= 2) & ((pl.col("k") <= k_cap) | pl.col("free")))
+        .drop("free")
         .with_columns(pl.int_range(pl.len(), dtype=pl.UInt32).alias("vid"))
     )
     held = weighted(held.join(values, on=["kind", "value"]), n_acc)

@@ -41,7 +41,19 @@ import numpy as np
 import polars as pl
 from sklearn.base import BaseEstimator, clone
 
-from detector.campaigns.grouping import CONTENT_FEATURES, campaign_features, find_campaigns
+from detector.campaigns.arrivals import arrival_evidence, first_requests
+from detector.campaigns.cohorts import (
+    cohort_counts,
+    cohort_edges,
+    cohort_groups,
+    with_cohort_edges,
+)
+from detector.campaigns.grouping import (
+    CONTENT_FEATURES,
+    PACE,
+    campaign_features,
+    find_campaigns,
+)
 from detector.campaigns.linkage import (
     EVIDENCE_KINDS,
     KIND_BY_NAME,
@@ -99,7 +111,13 @@ class CampaignScorer(BaseEstimator):
         member at which the campaign's strength starts (0) and is full (1).
     lift: raw-score units added per doubling of the campaign's size at full strength.
     min_size: smaller campaigns are described but never lift.
-    member_floor: only members scoring at least this on their own are lifted.
+    balanced_cv, balance_span: the group's own evidence — linked accounts whose request
+        volumes are balanced (coefficient of variation across members ``volume_cv``): strength
+        1 at ``balanced_cv - balance_span`` or below, 0 from ``balanced_cv`` (ordinary
+        accounts' volumes vary by 50-150 %; an operator spreading its load over accounts
+        evens them out), counting fully from ``min_size + 2`` members.
+    member_floor: members lifted by their typical member's suspicion must score at least this
+        on their own (a balanced campaign lifts every member).
     min_weight: edges weaker than this do not join a campaign.
     n_reasons: content reasons listed at most.
 
@@ -116,6 +134,8 @@ class CampaignScorer(BaseEstimator):
         full: float = 99.0,
         lift: float = 0.5,
         min_size: int = 3,
+        balanced_cv: float = 0.3,
+        balance_span: float = 0.15,
         member_floor: float = 90.0,
         min_weight: float = 1.0,
         n_reasons: int = 3,
@@ -124,6 +144,8 @@ class CampaignScorer(BaseEstimator):
         self.full = full
         self.lift = lift
         self.min_size = min_size
+        self.balanced_cv = balanced_cv
+        self.balance_span = balance_span
         self.member_floor = member_floor
         self.min_weight = min_weight
         self.n_reasons = n_reasons
@@ -141,10 +163,19 @@ class CampaignScorer(BaseEstimator):
         raw_score, strength, median_raw, median_score`` and every campaign feature; scores on
         ``model``'s calibration."""
         f = campaign_feats
-        strength = (
-            ((pl.col("median_score") - self.gate) / (self.full - self.gate)).clip(0.0, 1.0)
-        ) * (pl.col("n_members") >= self.min_size).cast(pl.Float64)
-        f = f.with_columns(strength.alias("strength")).with_columns(
+        if "volume_cv" not in f.columns:
+            f = f.with_columns(pl.lit(None, dtype=pl.Float64).alias("volume_cv"))
+        big_enough = (pl.col("n_members") >= self.min_size).cast(pl.Float64)
+        typical = ((pl.col("median_score") - self.gate) / (self.full - self.gate)).clip(0.0, 1.0)
+        balance = (
+            ((self.balanced_cv - pl.col("volume_cv")) / self.balance_span).clip(0.0, 1.0)
+            * ((pl.col("n_members") - self.min_size + 1) / 3).clip(0.0, 1.0)
+        ).fill_null(0.0)
+        f = f.with_columns(
+            (typical * big_enough).alias("strength_typical"),
+            (balance * big_enough).alias("strength_balance"),
+        ).with_columns(pl.max_horizontal("strength_typical", "strength_balance").alias("strength"))
+        f = f.with_columns(
             (self.lift * pl.col("strength") * pl.col("n_members").cast(pl.Float64).log(2)).alias(
                 "lift"
             )
@@ -186,6 +217,12 @@ class CampaignScorer(BaseEstimator):
             if v >= 0.2 and v >= 2 * t + 0.05:
                 out.append(f"members' {c} {100 * v:.0f}% vs typical {100 * t:.0f}%")
                 cited += 1
+        if (row.get("strength_balance") or 0) > 0:
+            out.append(
+                f"request volumes balanced within {100 * row['volume_cv']:.0f} % across "
+                f"{row['n_members']} accounts: one operator spreading its load (ordinary "
+                "accounts' volumes vary by 50-150 %)"
+            )
         if row["lift"] > 0:
             out.append(
                 f"campaign evidence adds {row['lift']:.1f} to members' raw scores "
@@ -201,17 +238,27 @@ def apply_campaigns(
     model: Calibrated,
     *,
     scorer: CampaignScorer | None = None,
+    features: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Members of lifting campaigns: raised towards the campaign median, plus its lift, re-read
     through ``model``'s calibration, the campaign first among their reasons; ``campaign_id``
     filled for every member; flagged at ``model``'s threshold.
 
-    Only members that score at least ``scorer.member_floor`` on their own are lifted: should a
-    legitimate group be merged into a campaign by a stray link, its ordinary members stay put.
+    A campaign lifting on its typical member's suspicion lifts only the members that score at
+    least ``scorer.member_floor`` on their own: should a legitimate group be merged into it by
+    a stray link, its ordinary members stay put. A balanced campaign (its own evidence of one
+    operator) lifts every member whose pace conforms to the campaign's (requests per active
+    day within a factor ``1 + 2 * balanced_cv`` of its members' median; read from
+    ``features``, without which balance lifts nobody the floor does not).
     Columns: account_id, score, raw_score, flagged, reasons, campaign_id."""
-    member_floor = (scorer if scorer is not None else CampaignScorer()).member_floor
+    cs = scorer if scorer is not None else CampaignScorer()
+    member_floor = cs.member_floor
+    balanced = (
+        pl.col("strength_balance") if "strength_balance" in campaigns.columns else pl.lit(0.0)
+    )
     camp = campaigns.select(
         "campaign_id",
+        (balanced > 0).alias("__balanced"),
         pl.col("lift").alias("__lift"),
         pl.col("median_raw").alias("__m"),
         pl.col("score").alias("__cscore"),
@@ -220,7 +267,22 @@ def apply_campaigns(
     base = account_scores.drop("campaign_id", strict=False)
     df = base.join(assignments.select("account_id", "campaign_id"), on="account_id", how="left")
     df = df.join(camp, on="campaign_id", how="left")
-    lifted = (pl.col("__lift").fill_null(0.0) > 0) & (pl.col("score") >= member_floor)
+    conforms = pl.lit(False)
+    pace = PACE if features is not None and PACE in features.columns else "requests_per_day"
+    if features is not None and pace in features.columns:
+        volume = assignments.join(
+            features.select("account_id", pl.col(pace).alias("__rpd")), on="account_id"
+        )
+        typical = volume.group_by("campaign_id").agg(pl.col("__rpd").median().alias("__med"))
+        df = df.join(volume.select("account_id", "__rpd"), on="account_id", how="left").join(
+            typical, on="campaign_id", how="left"
+        )
+        band = 1.0 + 2.0 * cs.balanced_cv
+        ratio = pl.col("__rpd") / pl.col("__med")
+        conforms = ((ratio <= band) & (ratio >= 1.0 / band)).fill_null(False)
+    lifted = (pl.col("__lift").fill_null(0.0) > 0) & (
+        (pl.col("score") >= member_floor) | (pl.col("__balanced").fill_null(False) & conforms)
+    )
     # members below the campaign's median are drawn most of the way up to it (guilt by
     # association), keeping their order so that no two lifted members tie
     below = pl.col("raw_score") < pl.col("__m")
@@ -289,10 +351,15 @@ def link_campaigns(
     link_options: dict[str, Any] | None = None,
 ) -> Links:
     """Evidence, weighted edges and campaign assignments of ``account_ids`` (the accounts of
-    ``compact``): :func:`account_evidence`, :func:`link_accounts`, :func:`find_campaigns`."""
+    ``compact``): :func:`account_evidence` with the arrival bursts
+    (:func:`detector.campaigns.arrivals.arrival_evidence`), :func:`link_accounts` and the
+    cohorts' links (:mod:`detector.campaigns.cohorts`), then :func:`find_campaigns`."""
     min_weight = (scorer if scorer is not None else CampaignScorer()).min_weight
-    evidence = account_evidence(compact, accounts)
+    arrivals = arrival_evidence(first_requests(compact))
+    evidence = pl.concat([account_evidence(compact, accounts), arrivals])
     edges = link_accounts(compact, accounts, evidence=evidence, **(link_options or {}))
+    cohorts = cohort_groups(cohort_counts(evidence), account_ids.n_unique())
+    edges = with_cohort_edges(edges, cohort_edges(cohorts, weight=min_weight))
     assignments, _ = find_campaigns(edges, account_ids, min_weight=min_weight)
     return Links(evidence, edges, assignments)
 
@@ -321,7 +388,9 @@ def score_campaigns(
         value_totals=links.totals,
     )
     campaigns = cs.score(feats, model)
-    scored = apply_campaigns(account_scores, links.assignments, campaigns, model, scorer=cs)
+    scored = apply_campaigns(
+        account_scores, links.assignments, campaigns, model, scorer=cs, features=features
+    )
     return CampaignResult(links.edges, links.assignments, campaigns, scored)
 
 

@@ -92,6 +92,21 @@ FEATURES: tuple[Feature, ...] = (
         example=Example(({}, {"ts": DAY}, {"ts": 2 * DAY}), 3 / 2),
     ),
     Feature(
+        "requests_per_active_day",
+        "none",
+        "requests / days from the account's first to its last request in the window (min 1 day)",
+        "an account's own pace, whenever it started: context (campaign volume balance reads it)",
+        "/day",
+        True,
+        merge="approx_mean",
+        stage="grouped",
+        agg=(
+            pl.len().cast(pl.Float64)
+            / ((_US.max() - _US.min()) / (1e6 * SECONDS_PER_DAY)).clip(lower_bound=1.0)
+        ),
+        example=Example(({}, {"ts": DAY}, {"ts": 2 * DAY}, {"ts": 4 * DAY}), 4 / 4),
+    ),
+    Feature(
         "active_hours",
         "up",
         "distinct clock hours (date+hour) with at least one request",

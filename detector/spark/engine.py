@@ -37,6 +37,7 @@ import pyarrow as pa
 
 from detector import pipeline
 from detector.audit import AuditResult, finish
+from detector.campaigns.arrivals import arrival_evidence
 from detector.campaigns.linkage import EVENT_COLUMNS as LINK_COLUMNS
 from detector.campaigns.linkage import EVIDENCE_SCHEMA, account_evidence
 from detector.campaigns.scoring import CampaignScorer, Links
@@ -353,6 +354,14 @@ def score_spark(
         if accounts is not None:  # payment and e-mail domain rows, from the account table
             table_rows = account_evidence(feats.select("account_id"), accounts)
             evidence = evidence.unionByName(_to_spark(spark, table_rows))
+        # arrival bursts, from every account's first request (one row per account)
+        first = _to_polars(
+            compact.groupBy("account_id").agg(F.min("ts").alias("first_ts")),
+            {"account_id": pl.String(), "first_ts": TS_DTYPE},
+        )
+        arrivals = arrival_evidence(first)
+        if arrivals.height:
+            evidence = evidence.unionByName(_to_spark(spark, arrivals))
         links = linkage.link(
             spark,
             compact,

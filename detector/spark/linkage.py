@@ -33,6 +33,15 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 import pyarrow as pa
 
+from detector.campaigns.cohorts import (
+    COUNT_SCHEMA,
+    IDENTITY,
+    SOFT,
+    cohort_counts,
+    cohort_edges,
+    cohort_groups,
+    with_cohort_edges,
+)
 from detector.campaigns.grouping import find_campaigns
 from detector.campaigns.linkage import (
     EDGE_SCHEMA,
@@ -63,6 +72,12 @@ OPTIONS: dict[str, Any] = {
     for name, p in inspect.signature(link_accounts).parameters.items()
     if p.kind is inspect.Parameter.KEYWORD_ONLY and name not in ("evidence", "kinds")
 }
+# cohort_counts' own defaults: one source for both engines
+COHORT_OPTIONS: dict[str, Any] = {
+    name: p.default
+    for name, p in inspect.signature(cohort_counts).parameters.items()
+    if p.kind is inspect.Parameter.KEYWORD_ONLY
+}
 PAIR_BUCKET = "__pb"
 HELD_SCHEMA: dict[str, pl.DataType] = {
     **EVIDENCE_SCHEMA,
@@ -71,6 +86,7 @@ HELD_SCHEMA: dict[str, pl.DataType] = {
     "kw": pl.Float64(),
     "cap": pl.Float64(),
     "soft": pl.Boolean(),
+    "free": pl.Boolean(),
     "k": pl.UInt32(),
 }
 WEIGHTED_SCHEMA: dict[str, pl.DataType] = {**HELD_SCHEMA, "w": pl.Float64()}
@@ -184,6 +200,58 @@ def _edges_fn(
     return run
 
 
+def _cohorts(spark: SparkSession, evidence: DataFrame, n_accounts: int) -> pl.DataFrame:
+    """:func:`detector.campaigns.cohorts.cohort_counts` on Spark (the join of identity holders
+    with their most used content values, counted per pair of values), then
+    :func:`~detector.campaigns.cohorts.cohort_groups` on each batch of the counts, so that
+    only the significant cohorts reach the driver."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    o = COHORT_OPTIONS
+    sizes = evidence.groupBy("kind", "value").agg(F.count(F.lit(1)).alias("n"))
+    held = evidence.join(sizes, ["kind", "value"]).where(F.col("n") >= o["min_members"])
+    ident = held.where(F.col("kind").isin(*IDENTITY)).select(
+        "account_id", F.col("kind").alias("ku"), F.col("value").alias("u"), F.col("n").alias("n_u")
+    )
+    order = Window.partitionBy("account_id", "kind").orderBy(F.desc("uses"), F.asc("value"))
+    content = (
+        held.where(F.col("kind").isin(*SOFT))
+        .withColumn("__r", F.row_number().over(order))
+        .where(F.col("__r") <= o["per_kind"])
+        .select(
+            "account_id",
+            F.col("kind").alias("kv"),
+            F.col("value").alias("v"),
+            F.col("n").alias("n_v"),
+        )
+    )
+    counts = (
+        ident.join(content, "account_id")
+        .groupBy("ku", "u", "kv", "v")
+        .agg(
+            F.count(F.lit(1)).alias("c"),
+            F.first("n_u").alias("n_u"),
+            F.first("n_v").alias("n_v"),
+            F.sort_array(F.collect_list("account_id")).alias("members"),
+        )
+        .where(F.col("c") >= o["min_members"])
+    )
+    schema = {**COUNT_SCHEMA, "expected": pl.Float64(), "lift": pl.Float64(), "p": pl.Float64()}
+
+    def significant(batches: Any) -> Any:
+        for batch in batches:
+            rows = frames.from_spark(batch, COUNT_SCHEMA).select(list(COUNT_SCHEMA))
+            found = cohort_groups(rows, n_accounts).select(list(schema))
+            yield from frames.to_spark(found, schema).to_batches()
+
+    from detector.spark.engine import _to_polars
+
+    return _to_polars(
+        counts.select(*COUNT_SCHEMA).mapInArrow(significant, frames.ddl(schema)), schema
+    )
+
+
 def link(
     spark: SparkSession,
     compact: DataFrame,
@@ -217,8 +285,9 @@ def link(
     )
     values = (
         held.groupBy("kind", "value")
-        .agg(F.count(F.lit(1)).alias("k"))
-        .where((F.col("k") >= 2) & (F.col("k") <= k_cap))
+        .agg(F.count(F.lit(1)).alias("k"), F.first("free").alias("free"))
+        .where((F.col("k") >= 2) & ((F.col("k") <= k_cap) | F.col("free")))
+        .drop("free")
     )
     held = (
         held.join(values, ["kind", "value"])
@@ -286,8 +355,11 @@ def link(
     edges = named_edges(_to_polars(weights, WEIGHT_SCHEMA), ids)
     if edges.height == 0:
         edges = pl.DataFrame(schema=EDGE_SCHEMA)
-    stats["n_edges"] = edges.height
     min_weight = (scorer if scorer is not None else CampaignScorer()).min_weight
+    cohorts = _cohorts(spark, evidence, account_ids.n_unique())
+    stats["n_cohorts"] = cohorts.height
+    edges = with_cohort_edges(edges, cohort_edges(cohorts, weight=min_weight))
+    stats["n_edges"] = edges.height
     assignments, _ = find_campaigns(edges, account_ids, min_weight=min_weight)
     # the campaign members' evidence, and how many accounts hold each of their values
     members = assignments.drop_nulls("campaign_id").select("account_id")
