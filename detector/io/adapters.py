@@ -100,8 +100,10 @@ from detector.io.adapter_io import (
     _Record,
     _str,
     _ts_us,
+    int_text,
 )
 from detector.io.cloud import from_azure_openai, from_bedrock
+from detector.io.tally import InputTally
 
 
 def _text(content: Any) -> str | None:
@@ -244,9 +246,9 @@ def _openai_event(obj: Any) -> tuple[dict[str, Any], list[tuple[str | None, str]
     return ev, rec.problems
 
 
-def from_openai(paths: Paths) -> pl.DataFrame:
+def from_openai(paths: Paths, tally: InputTally | None = None) -> pl.DataFrame:
     """Canonical events from OpenAI-compatible request+response JSONL logs (module docstring)."""
-    return _convert_files(paths, _openai_event, csv_ok=False)
+    return _convert_files(paths, _openai_event, csv_ok=False, tally=tally)
 
 
 # --------------------------------------------------------------------------- litellm
@@ -284,6 +286,8 @@ def _litellm_status(status: Any, obj: dict[str, Any], meta: dict[str, Any], fiel
         except ValueError:
             return 500
         return number if 100 <= number <= 599 else 500
+    if isinstance(status, str):  # LiteLLM's status is a string column: "200" is its text
+        return int_text(status, field, "Int16")
     return _int16(status, field)
 
 
@@ -366,15 +370,15 @@ def _litellm_event(obj: Any) -> tuple[dict[str, Any], list[tuple[str | None, str
     return ev, rec.problems
 
 
-def from_litellm(paths: Paths) -> pl.DataFrame:
+def from_litellm(paths: Paths, tally: InputTally | None = None) -> pl.DataFrame:
     """Canonical events from a LiteLLM ``LiteLLM_SpendLogs`` export (JSONL, JSON array or CSV)."""
-    return _convert_files(paths, _litellm_event, csv_ok=True)
+    return _convert_files(paths, _litellm_event, csv_ok=True, tally=tally)
 
 
 # --------------------------------------------------------------------------- files and frames
 
 
-ADAPTERS: dict[str, Callable[[Paths], pl.DataFrame]] = {
+ADAPTERS: dict[str, Callable[[Paths, InputTally | None], pl.DataFrame]] = {
     "openai": from_openai,
     "litellm": from_litellm,
     "bedrock": from_bedrock,
@@ -382,14 +386,21 @@ ADAPTERS: dict[str, Callable[[Paths], pl.DataFrame]] = {
 }
 
 
-def convert(source: str, inputs: Sequence[str | Path], out: str | Path) -> int:
+def convert(
+    source: str,
+    inputs: Sequence[str | Path],
+    out: str | Path,
+    tally: InputTally | None = None,
+) -> int:
     """Convert ``inputs`` of log format ``source`` to one zstd Parquet file; returns the count.
 
-    Raises ValueError for an unknown source, :class:`EventSchemaError` for invalid input.
+    ``tally`` counts the records read and the bad ones and holds the budget of bad records to
+    skip (:class:`detector.io.tally.InputTally`; default: none). Raises ValueError for an
+    unknown source, :class:`EventSchemaError` for invalid input past that budget.
     """
     if source not in ADAPTERS:
         raise ValueError(f"unknown log source {source!r}; valid sources: {', '.join(ADAPTERS)}")
-    df = ADAPTERS[source](inputs)
+    df = ADAPTERS[source](inputs, tally)
     target = Path(out)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
