@@ -153,6 +153,7 @@ class VerdictStore:
         self._lock = threading.Lock()
         self._history: list[Verdict] = []
         self._latest: dict[str, Verdict] = {}
+        self._frame: pl.DataFrame | None = None  # of _latest, built on demand
         if self.path is not None and self.path.exists():
             for v in self._read(self.path):
                 self._add(v)
@@ -177,6 +178,7 @@ class VerdictStore:
     def _add(self, v: Verdict) -> None:
         self._history.append(v)
         self._latest[v.account_id] = v
+        self._frame = None
 
     def record(self, v: Verdict) -> Verdict:
         """Append ``v`` durably (written and fsync'd before returning) and make it the
@@ -225,8 +227,12 @@ class VerdictStore:
             return self._latest.get(account_id)
 
     def frame(self) -> pl.DataFrame:
-        """The current verdicts as a frame (:data:`VERDICT_SCHEMA`)."""
-        return verdict_frame(self.latest().values())
+        """The current verdicts as a frame (:data:`VERDICT_SCHEMA`); kept until the next
+        verdict (a rescoring pass asks for it every time)."""
+        with self._lock:
+            if self._frame is None:
+                self._frame = verdict_frame(self._latest.values())
+            return self._frame
 
     def __len__(self) -> int:
         with self._lock:

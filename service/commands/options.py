@@ -37,19 +37,21 @@ VerdictsOpt = Annotated[
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err.print("error:", style="bold red", end=" ")
+    err.print(message, highlight=False, markup=False, soft_wrap=True)
     return typer.Exit(code)
 
 
 def report_input(tally: InputTally, summary: dict[str, Any] | None = None) -> None:
     """'N bad of M lines (first: ...)' and the duplicates dropped, on stderr."""
-    err.print(tally.line(), highlight=False, soft_wrap=True)
+    err.print(tally.line(), highlight=False, markup=False, soft_wrap=True)
     dropped = (summary or {}).get("input", {}).get("duplicates_dropped")
     if dropped:
         err.print(
             f"{dropped:,} duplicate request_id rows dropped (the first occurrence of each request "
             "is kept)",
             highlight=False,
+            markup=False,
         )
 
 
@@ -57,7 +59,7 @@ def input_error(exc: EventSchemaError, tally: InputTally) -> typer.Exit:
     """An input error: its problems, then the tally line."""
     exit_ = fail(str(exc))
     if tally.records or tally.bad:
-        err.print(tally.line(), highlight=False, soft_wrap=True)
+        err.print(tally.line(), highlight=False, markup=False, soft_wrap=True)
     return exit_
 
 
@@ -79,4 +81,6 @@ def report_verdicts(summary: dict[str, Any], store: Path) -> None:
     """The precision of the flags against the verdicts, on stderr."""
     p = summary.get("verdicts")
     if p is not None:
-        err.print(f"{precision_text(p)} [{store}]", highlight=False, soft_wrap=True)
+        err.print(
+            f"{precision_text(p)} (store: {store})", highlight=False, markup=False, soft_wrap=True
+        )

@@ -13,6 +13,7 @@ from typing import Annotated
 import polars as pl
 import typer
 from rich.table import Table
+from rich.text import Text
 from sklearn.base import clone
 
 from detector import pipeline
@@ -101,16 +102,18 @@ def verdict(
         raise fail(str(exc)) from None
     except OSError as exc:
         raise fail(f"cannot write the verdict store {path}: {exc}") from None
-    out.print(f"{v.account_id}: {v.reason()} -> {path}", highlight=False, soft_wrap=True)
+    out.print(
+        f"{v.account_id}: {v.reason()} -> {path}", highlight=False, markup=False, soft_wrap=True
+    )
 
 
 def _print(store: VerdictStore, path: Path, history: bool) -> None:
     rows = store.history() if history else sorted(store.latest().values(), key=lambda v: v.at)
-    table = Table(title=f"{len(rows)} verdict{'s' if len(rows) != 1 else ''} in {path}")
+    table = Table(title=Text(f"{len(rows)} verdict{'s' if len(rows) != 1 else ''} in {path}"))
     for col in ("account", "verdict", "at", "by", "note"):
         table.add_column(col)
     for v in rows:
-        table.add_row(v.account_id, v.verdict, v.at.isoformat(), v.by, v.note)
+        table.add_row(*(Text(x) for x in (v.account_id, v.verdict, v.at.isoformat(), v.by, v.note)))
     out.print(table)
 
 
@@ -152,6 +155,7 @@ def train_on_verdicts(
             "account without an abuse label counts as normal and makes the calibration "
             "reference",
             highlight=False,
+            markup=False,
             soft_wrap=True,
         )
     else:
@@ -173,6 +177,7 @@ def train_on_verdicts(
             "verdicts count as normal, as unlabelled accounts do; allow-lists apply when "
             "scoring.",
             highlight=False,
+            markup=False,
             soft_wrap=True,
         )
     model.save(model_path)
