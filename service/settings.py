@@ -98,7 +98,7 @@ class Settings(BaseSettings):
         pattern="^(critical|high|elevated)$",
         description=(
             "Lowest severity band a webhook notice is sent for: critical, high or elevated "
-            "(elevated, score >= 95, holds 5 % of normal accounts by definition)."
+            "(elevated, score >= 95, holds about 5 % of normal accounts by definition)."
         ),
     )
     webhook_max_attempts: int = Field(
@@ -193,8 +193,9 @@ class Settings(BaseSettings):
     snapshot_path: Path | None = Field(
         default=None,
         description=(
-            "Directory for durable state: the write-ahead log (`wal/`) and Parquet snapshots "
-            "(`snap-*/`, `CURRENT`). Unset: state lives in memory only and is lost at exit."
+            "Directory for durable state: the write-ahead log (`wal/`), Parquet snapshots "
+            "(`snap-*/`, `CURRENT`) and the analysts' verdicts (`verdicts.jsonl`). Unset: state "
+            "lives in memory only and is lost at exit."
         ),
     )
     snapshot_interval_s: float = Field(

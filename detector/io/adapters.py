@@ -3,8 +3,12 @@
 Every adapter returns a polars DataFrame with exactly the canonical columns and dtypes, or raises
 :class:`schema.EventSchemaError` naming the file, line (or array element / CSV record) and field
 of each problem (at most :data:`schema.MAX_REPORTED_PROBLEMS`). Inputs are files, directories or
-glob patterns; ``.gz`` files are read transparently. Naive timestamps are taken as UTC; numeric
-timestamps are unix seconds (values of 1e11 and above are read as milliseconds). Raw secret
+glob patterns; ``.gz`` files are read transparently, a leading byte order mark is ignored, and
+so is an incomplete last line of a JSON-lines file (a log still being written). Numbers and
+booleans must be JSON numbers and booleans: ``"max_tokens": "1024"`` is refused (CSV cells are
+text and are read as such). ``tally`` (:class:`~detector.io.tally.InputTally`) sets how many bad
+records may be skipped. Naive timestamps are taken as UTC; numeric timestamps are unix seconds
+(values of 1e11 and above are read as milliseconds). Raw secret
 API keys (``sk-...``) are never stored: they are replaced by ``sha256:<16 hex digits>``.
 Where a client IP or user agent is not logged, the column holds :data:`UNKNOWN` ("unknown"):
 linkage must not treat that value as a shared identifier.

@@ -548,9 +548,11 @@ _NDJSON_READ_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
-def _parse_ndjson(data: bytes) -> pl.DataFrame:
-    """Canonical events of NDJSON text in which every line is valid; raises otherwise."""
-    df = pl.read_ndjson(io.BytesIO(data), schema=_NDJSON_READ_SCHEMA)
+def _parse_ndjson(data: bytes | Path) -> pl.DataFrame:
+    """Canonical events of NDJSON text (or a plain file of it) in which every line is valid;
+    raises otherwise."""
+    source = io.BytesIO(data) if isinstance(data, bytes) else data
+    df = pl.read_ndjson(source, schema=_NDJSON_READ_SCHEMA)
     df = df.with_columns(_parse_ts(pl.col("ts"))).cast(dict(EVENT_SCHEMA), strict=True)  # type: ignore[arg-type]
     if df.select(pl.any_horizontal(pl.col(REQUIRED_EVENT_COLUMNS).is_null().any())).item():
         raise ValueError("nulls in required columns")
@@ -559,14 +561,30 @@ def _parse_ndjson(data: bytes) -> pl.DataFrame:
     return df
 
 
-def _first_line_fields(data: bytes) -> set[str]:
+def _first_line_fields(data: bytes | Path) -> set[str]:
     """Field names of the first non-blank line (polars ignores unknown fields: a mix-up of
     formats shows on the first line)."""
-    for line in io.BytesIO(data):
-        if line.strip():
-            obj = json.loads(line)
-            return set(obj) if isinstance(obj, dict) else set()
+    with io.BytesIO(data) if isinstance(data, bytes) else data.open("rb") as fh:
+        for line in fh:
+            if line.strip():
+                obj = json.loads(line)
+                return set(obj) if isinstance(obj, dict) else set()
     return set()
+
+
+def _plain(path: Path) -> bool:
+    """An uncompressed file with no byte order mark whose last line ends with a newline (or an
+    empty one): polars reads it from the file itself."""
+    if path.name.lower().endswith(".gz"):
+        return False
+    with path.open("rb") as fh:
+        if fh.read(len(BOM)) == BOM:
+            return False
+        size = fh.seek(0, io.SEEK_END)
+        if size == 0:
+            return True
+        fh.seek(size - 1)
+        return fh.read(1) == b"\n"
 
 
 def _decode_line(raw: bytes) -> tuple[Any, str | None]:
@@ -582,12 +600,18 @@ def _decode_line(raw: bytes) -> tuple[Any, str | None]:
 
 
 def _read_ndjson(path: Path, tally: InputTally) -> pl.DataFrame:
-    data, tail = _split_tail(_read_bytes(path))
-    if tail is not None:
-        tally.incomplete_tail(str(path), tail)
     try:
-        df = _parse_ndjson(data)
-        if _first_line_fields(data) <= set(EVENT_SCHEMA):
+        plain = _plain(path)
+    except OSError as exc:
+        raise EventSchemaError([Problem(str(path), None, None, f"cannot read: {exc}")]) from None
+    source: bytes | Path = path
+    if not plain:  # compressed, a byte order mark, or no newline at the end: read it here
+        source, tail = _split_tail(_read_bytes(path))
+        if tail is not None:
+            tally.incomplete_tail(str(path), tail)
+    try:
+        df = _parse_ndjson(source)
+        if _first_line_fields(source) <= set(EVENT_SCHEMA):
             tally.records += df.height
             return df
     except Exception:
@@ -597,6 +621,7 @@ def _read_ndjson(path: Path, tally: InputTally) -> pl.DataFrame:
     hint = gateway_hint(path)
     if hint:
         raise EventSchemaError([Problem(str(path), None, None, hint)])
+    data = source if isinstance(source, bytes) else _read_bytes(path)
     good: list[bytes] = []
     for lineno, raw in enumerate(data.split(b"\n"), start=1):
         if not raw.strip():
