@@ -17,7 +17,7 @@ fails at the N+1-th); -1 skips them all. Skipped records are counted and the fir
 >>> t.records = 1000
 >>> t.bad_record([Problem("a.jsonl", 7, "max_tokens", "expected an integer, got '1024'")])
 >>> t.line()
-"1 bad of 1,000 lines (first: a.jsonl:7: max_tokens: expected an integer, got '1024')"
+"1 bad of 1,000 lines (first: a.jsonl:7: max_tokens: expected an integer, got '1024'); skipped"
 """
 
 from __future__ import annotations
