@@ -274,7 +274,10 @@ class WebhookSink:
             )
             for n in notices
         ]
-        self._loop.call_soon_threadsafe(self._enqueue, items)
+        try:
+            self._loop.call_soon_threadsafe(self._enqueue, items)
+        except RuntimeError:  # the loop closed (shutdown) while a pass was finishing
+            log.warning("webhook: %d notices not queued (shutting down)", len(items))
 
     def _enqueue(self, items: list[_Notice]) -> None:
         for item in items:
