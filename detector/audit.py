@@ -22,8 +22,12 @@ from detector import pipeline
 from detector.campaigns.scoring import CampaignResult
 from detector.evaluate import campaign_metrics, metrics, time_to_detect
 from detector.features import FEATURE_NAMES
-from detector.io.schema import expand_paths, read_events
+from detector.indicators import write_review_outputs
+from detector.intake import read_compact
+from detector.io.schema import expand_paths
+from detector.io.tally import InputTally
 from detector.models import DistillScorer
+from detector.verdicts import flag_precision
 
 Progress = Callable[[str], None]
 
@@ -50,7 +54,7 @@ def train(
 ) -> DistillScorer:
     """Fit a scorer on the logs (with ``labels`` when given) and save it to ``model_path``."""
     progress("reading, validating and fingerprinting logs")
-    compact = pipeline.compact_events(read_events(log_paths))
+    compact = read_compact(log_paths).compact
     progress("computing account features and fitting the scorer")
     model = pipeline.fit(compact, accounts, labels, scorer)
     model.save(model_path)
@@ -68,21 +72,30 @@ def audit(
     with_time_to_detect: bool = False,
     target_fpr: float | None = None,
     progress: Progress = _noop,
+    tally: InputTally | None = None,
+    verdicts: pl.DataFrame | None = None,
 ) -> AuditResult:
     """Score every account of the logs with ``model`` (default: one fitted on these logs,
     unsupervised) through :func:`detector.pipeline.score`, and write the outputs. Logs are
     scanned lazily and fingerprinted on polars' streaming engine: only the compact events
     (hashes, markers and request metadata) are held in memory. ``target_fpr`` flags at another
-    false-positive rate than the model's own."""
+    false-positive rate than the model's own. ``tally``: the budget of bad input records to
+    skip, and what reading found (:class:`~detector.io.tally.InputTally`); a request logged
+    twice counts once (:mod:`detector.intake`). ``verdicts``: the analyst's verdicts
+    (:mod:`detector.verdicts`): applied to the scores, measured against the flags
+    (``summary.json``: ``verdicts``) and written beside the outputs (``verdicts.csv``)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     progress("reading, validating and fingerprinting logs")
-    compact = pipeline.compact_events(read_events(log_paths))
+    intake = read_compact(log_paths, tally)
+    compact = intake.compact
     if model is None:
         model = DistillScorer() if target_fpr is None else DistillScorer(target_fpr=target_fpr)
     elif target_fpr is not None:
         model = model.with_target_fpr(target_fpr)
-    result = pipeline.score(compact, model, accounts, campaigns=campaigns, progress=progress)
+    result = pipeline.score(
+        compact, model, accounts, campaigns=campaigns, progress=progress, verdicts=verdicts
+    )
     ttd: Callable[[], dict[str, Any]] | None = None
     if labels is not None and with_time_to_detect:
         fitted, lab = result.model, labels
@@ -95,7 +108,21 @@ def audit(
 
         ttd = prefixes
 
-    return finish(out, result, compact.height, log_paths, labels, progress, ttd)
+    def review(table: pl.DataFrame, found: CampaignResult | None) -> dict[str, Path]:
+        return write_review_outputs(out, table, compact, accounts, found, verdicts)
+
+    return finish(
+        out,
+        result,
+        compact.height,
+        log_paths,
+        labels,
+        progress,
+        ttd,
+        extra={"input": intake.summary()},
+        verdicts=verdicts,
+        review=review,
+    )
 
 
 def finish(
@@ -107,10 +134,13 @@ def finish(
     progress: Progress = _noop,
     time_to_detect_fn: Callable[[], dict[str, Any]] | None = None,
     extra: dict[str, Any] | None = None,
+    verdicts: pl.DataFrame | None = None,
+    review: Callable[[pl.DataFrame, CampaignResult | None], dict[str, Path]] | None = None,
 ) -> AuditResult:
     """The audit's outputs from a scored window (:class:`detector.pipeline.Scored`), whichever
     engine computed it: the account table, the summary (``extra`` added to it), metrics
-    against ``labels`` (and time to detect, when ``time_to_detect_fn`` is given), the files."""
+    against ``labels`` (and time to detect, when ``time_to_detect_fn`` is given), the precision
+    of the flags against ``verdicts``, the files (and ``review``'s, when given)."""
     model, feats, found = result.model, result.features, result.campaigns
     table = (
         result.accounts.join(feats, on="account_id", how="left")
@@ -131,6 +161,8 @@ def finish(
         "inputs": [str(p) for p in _inputs(log_paths)],
         **(extra or {}),
     }
+    if verdicts is not None:
+        summary["verdicts"] = flag_precision(result.accounts, verdicts, model.threshold_)
     if labels is not None:
         progress("evaluating against labels")
         summary["metrics"] = metrics(result.accounts, labels)
@@ -143,6 +175,8 @@ def finish(
             summary["metrics"]["time_to_detect"] = time_to_detect_fn()
     progress("writing results")
     paths = write_outputs(out, table, summary, labels, found)
+    if review is not None:
+        paths.update(review(table, found))
     return AuditResult(table, summary, paths, found.campaigns if found is not None else None)
 
 

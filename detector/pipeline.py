@@ -24,7 +24,7 @@ True
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import polars as pl
 from sklearn.base import clone
@@ -41,6 +41,7 @@ from detector.features import account_features
 from detector.fingerprints import fingerprint_events
 from detector.models import DistillScorer
 from detector.subaccounts import judges_slices, lift_by_slices, slice_features
+from detector.verdicts import apply_verdicts
 from detector.window import Window
 
 Frame = pl.DataFrame | pl.LazyFrame
@@ -133,6 +134,7 @@ def score(
     campaigns: bool | pl.DataFrame = True,
     campaign_scorer: CampaignScorer | None = None,
     progress: Progress = _quiet,
+    verdicts: pl.DataFrame | None = None,
 ) -> Scored:
     """Score the accounts of ``events`` (canonical or compact events of one window).
 
@@ -150,7 +152,22 @@ def score(
     False scores accounts alone; a campaign table from an earlier pass (the ``campaigns``
     summary of a :class:`CampaignResult`: ``campaign_id, members, lift, median_raw, score,
     evidence``) applies that pass's campaigns to the accounts scored now, as the live service
-    does between campaign passes. ``progress`` is told each stage as it starts."""
+    does between campaign passes. ``progress`` is told each stage as it starts.
+    ``verdicts``: the analyst's current verdicts (:mod:`detector.verdicts`): allow-listed
+    accounts are never flagged and no campaign lifts them (:func:`apply_verdicts`)."""
+    # --- verdicts (issue 16): the one place they reach scoring. Score as without them, then
+    # apply them to the final scores (and to the campaign pass's own copy of them).
+    if verdicts is not None and verdicts.height:
+        res = score(
+            events, model, accounts, only=only, window=window, campaigns=campaigns,
+            campaign_scorer=campaign_scorer, progress=progress,
+        )  # fmt: skip
+        found = res.campaigns
+        if found is not None:
+            found = replace(found, accounts=apply_verdicts(found.accounts, res.alone, verdicts))
+        final = apply_verdicts(res.accounts, res.alone, verdicts)
+        return replace(res, accounts=final, campaigns=found)
+    # --- end verdicts
     if only is not None and campaigns is True:
         raise ValueError("campaign detection needs every account: pass campaigns=False or a table")
     compact = compact_events(events)

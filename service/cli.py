@@ -13,6 +13,15 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from detector.io.schema import EventSchemaError
+from detector.io.tally import InputTally
+from service.commands.options import (
+    MaxErrorsOpt,
+    VerdictsOpt,
+    input_error,
+    report_input,
+    report_verdicts,
+    verdict_frame_for,
+)
 
 if TYPE_CHECKING:
     from detector.audit import AuditResult
@@ -100,6 +109,7 @@ def convert(
     ],
     inputs: Annotated[list[Path], typer.Argument(help="Input log files.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output Parquet file.")],
+    max_errors: MaxErrorsOpt = 0,
 ) -> None:
     """Convert request logs to canonical events: OpenAI-compatible JSONL, LiteLLM (SpendLogs or
     standard logging payloads), AWS Bedrock invocation logs, Azure OpenAI RequestResponse logs."""
@@ -108,12 +118,14 @@ def convert(
 
     if source not in ADAPTERS:
         raise _fail(f"--from {source!r}: choose one of {', '.join(sorted(ADAPTERS))}")
+    tally = InputTally(max_errors=max_errors)
     try:
-        n = do_convert(source, inputs, out)
+        n = do_convert(source, inputs, out, tally)
     except EventSchemaError as exc:
-        raise _fail(str(exc)) from None
+        raise input_error(exc, tally) from None
     except FileNotFoundError as exc:
         raise _fail(str(exc)) from None
+    report_input(tally)
     console.print(f"{n:,} events -> {out}")
 
 
@@ -155,16 +167,23 @@ def train(
     labels: LabelsOpt = None,
     accounts: AccountsOpt = None,
     target_fpr: Annotated[float, typer.Option(help="False-positive rate for flagging.")] = 0.001,
+    verdicts: VerdictsOpt = None,
 ) -> None:
-    """Fit the account scorer on logs (unsupervised; supervised too when labels are given)."""
+    """Fit the account scorer on logs (unsupervised; supervised too when labels are given).
+
+    Abuse and benign verdicts (--verdicts, default verdicts.jsonl beside --out) are labels."""
     from detector.audit import train as do_train
     from detector.models import DistillScorer
+    from service.commands.verdicts import train_on_verdicts
 
+    verdict_table, store = verdict_frame_for(verdicts, out)
     try:
         lab, acc = _optional_tables(logs, labels, accounts)
-        model = do_train(
-            logs, out, lab, acc, DistillScorer(target_fpr=target_fpr), progress=_stage_printer()
-        )
+        scorer = DistillScorer(target_fpr=target_fpr)
+        if verdict_table is not None:
+            model = train_on_verdicts(logs, out, verdict_table, store, lab, acc, scorer)
+        else:
+            model = do_train(logs, out, lab, acc, scorer, progress=_stage_printer())
     except (EventSchemaError, FileNotFoundError, ValueError) as exc:
         raise _fail(str(exc)) from None
     from detector.audit import small_reference_note
@@ -192,6 +211,8 @@ def _run_audit(
     target_fpr: float | None = None,
     engine: str = "local",
     spark_master: str = "local[*]",
+    max_errors: int = 0,
+    verdicts: Path | None = None,
 ) -> AuditResult:
     """Load what the options name and audit; input errors become a clear exit 2."""
     from detector.audit import audit as do_audit
@@ -200,6 +221,8 @@ def _run_audit(
 
     if engine not in ("local", "spark"):
         raise _fail(f"--engine {engine!r}: use local or spark")
+    tally = InputTally(max_errors=max_errors)
+    verdict_table, store = verdict_frame_for(verdicts, model)
     try:
         scorer = DistillScorer.load(model) if model else None
         lab, acc = _optional_tables(logs, labels, accounts)
@@ -208,6 +231,8 @@ def _run_audit(
 
             if time_to_detect:
                 raise ValueError("--time-to-detect runs with --engine local only")
+            if verdicts is not None:
+                raise ValueError("--verdicts runs with --engine local only")
             if target_fpr is not None:
                 scorer = (
                     scorer.with_target_fpr(target_fpr)
@@ -224,7 +249,7 @@ def _run_audit(
                 master=spark_master,
                 progress=_stage_printer(),
             )
-        return do_audit(
+        result = do_audit(
             logs,
             out,
             scorer,
@@ -234,8 +259,15 @@ def _run_audit(
             with_time_to_detect=time_to_detect,
             target_fpr=target_fpr,
             progress=_stage_printer(),
+            tally=tally,
+            verdicts=verdict_table,
         )
-    except (EventSchemaError, FileNotFoundError, ValueError, ModelLoadError) as exc:
+        report_input(tally, result.summary)
+        report_verdicts(result.summary, store)
+        return result
+    except EventSchemaError as exc:
+        raise input_error(exc, tally) from None
+    except (FileNotFoundError, ValueError, ModelLoadError) as exc:
         raise _fail(str(exc)) from None
     except SparkUnavailableError as exc:
         raise _fail(str(exc)) from None
@@ -271,9 +303,14 @@ def audit(
             "session take precedence)."
         ),
     ] = "local[*]",
+    max_errors: MaxErrorsOpt = 0,
+    verdicts: VerdictsOpt = None,
 ) -> None:
     """Score every account in the logs; write accounts.parquet/.csv, campaigns.parquet,
-    summary.json and report.html."""
+    summary.json and report.html.
+
+    Also indicators.parquet (campaign indicators, for distillguard export) and, with a verdict
+    store, verdicts.csv."""
     result = _run_audit(
         logs,
         out,
@@ -285,6 +322,8 @@ def audit(
         target_fpr=target_fpr,
         engine=engine,
         spark_master=spark_master,
+        max_errors=max_errors,
+        verdicts=verdicts,
     )
     print_audit(result, top)
     console.print(f"report: {result.paths['report']}")
@@ -298,17 +337,23 @@ def evaluate(
     accounts: AccountsOpt = None,
     time_to_detect: Annotated[bool, typer.Option(help="Also measure time to detect.")] = True,
     out: Annotated[Path | None, typer.Option(help="Write the metrics as JSON here.")] = None,
+    verdicts: VerdictsOpt = None,
 ) -> None:
-    """Metrics of a trained model on labelled logs it was not fitted on."""
+    """Metrics of a trained model on labelled logs it was not fitted on.
+
+    With a verdict store, also the precision of its flags against the verdicts."""
     import json
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        result = _run_audit(logs, Path(tmp), model, labels, accounts, time_to_detect)
+        result = _run_audit(
+            logs, Path(tmp), model, labels, accounts, time_to_detect, verdicts=verdicts
+        )
     m = result.summary["metrics"]
     print_metrics(m)
     if out:
-        out.write_text(json.dumps(m, indent=2) + "\n")
+        review = {"verdicts": result.summary["verdicts"]} if "verdicts" in result.summary else {}
+        out.write_text(json.dumps(m | review, indent=2) + "\n")
 
 
 def print_metrics(m: dict[str, Any]) -> None:
@@ -505,6 +550,11 @@ def replay(
         f"{counts['rejected']:,} rejected ({counts['events_per_s']:,.0f} events/s)",
         highlight=False,
     )
+
+
+from service.commands import register  # noqa: E402 - verdict and export (issue 16)
+
+register(app)
 
 
 def main() -> None:  # pragma: no cover - console entry point

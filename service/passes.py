@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import heapq
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
 import polars as pl
@@ -38,6 +38,14 @@ from service.rescoring import score_accounts, score_window
 from service.settings import StateConfig
 from service.summary import ScoreSummary, summarise
 from service.window_store import WindowStore
+
+
+def _no_verdicts() -> pl.DataFrame | None:
+    return None
+
+
+def _nobody_listens(scored: dict[str, AccountScore], live: LiveCampaigns | None) -> None:
+    return None
 
 
 class PassCoordinator:
@@ -72,6 +80,13 @@ class PassCoordinator:
         # replaced whole after a pass (read without a lock):
         self.summary = ScoreSummary()
         self.last_rescore_at: datetime | None = None
+        # the analyst's current verdicts (service.state sets it: its verdict store)
+        self.verdicts: Callable[[], pl.DataFrame | None] = _no_verdicts
+        # told the scores of every pass (and its campaigns, on a campaign pass), after the pass,
+        # in the pass's thread (the runtime's webhook notices; must be quick)
+        self.on_scored: Callable[[dict[str, AccountScore], LiveCampaigns | None], None] = (
+            _nobody_listens
+        )
 
     def mark_changed(self, accounts: Iterable[str]) -> None:
         """(``fields`` held.) Events of ``accounts`` were added to the window: they are pending,
@@ -151,7 +166,9 @@ class PassCoordinator:
             report.rescored = len(scored)
             report.duration_s = time.perf_counter() - t0
             self.last_rescore_at = datetime.now(UTC)
-            return report
+        if scored or live is not None:
+            self.on_scored(scored, live)
+        return report
 
     def _retry_later(self, dirty: set[str], whole: bool, dropped: set[str] | None = None) -> None:
         """A pass failed: the next one retries its accounts (and its campaign pass; and the
@@ -198,14 +215,16 @@ class PassCoordinator:
         self.live.member_of.pop(acc, None)
 
     def _score_accounts(self, window: pl.DataFrame, accounts: set[str]) -> dict[str, AccountScore]:
-        return score_accounts(window, accounts, self.model, self.accounts_table, self.live)
+        return score_accounts(
+            window, accounts, self.model, self.accounts_table, self.live, self.verdicts()
+        )
 
     def _score_window(
         self, window: pl.DataFrame, report: RescoreReport
     ) -> tuple[dict[str, AccountScore], LiveCampaigns]:
         """The campaign pass (see :func:`service.rescoring.score_window`)."""
         report.campaign_pass = True
-        scored, live = score_window(window, self.model, self.accounts_table)
+        scored, live = score_window(window, self.model, self.accounts_table, self.verdicts())
         self._campaigns_clock, self._passes_since_campaigns = time.monotonic(), 0
         report.campaigns = len(live.views)
         return scored, live

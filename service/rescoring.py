@@ -30,19 +30,29 @@ def score_accounts(
     model: DistillScorer,
     accounts_table: pl.DataFrame | None,
     live: LiveCampaigns,
+    verdicts: pl.DataFrame | None = None,
 ) -> dict[str, AccountScore]:
     """Features and scores of ``accounts`` over ``window``, with the campaign evidence of the
-    last campaign pass (``live``)."""
+    last campaign pass (``live``) and the analyst's ``verdicts``."""
     ctx = Window.of(window)
     res = pipeline.score(
-        window, model, accounts_table, only=accounts, window=ctx, campaigns=live.table
+        window,
+        model,
+        accounts_table,
+        only=accounts,
+        window=ctx,
+        campaigns=live.table,
+        verdicts=verdicts,
     )
     mine = window.filter(pl.col("account_id").is_in(res.features["account_id"].implode()))
     return account_scores(res.accounts, res.alone, res.features, mine, (ctx.start, ctx.end))
 
 
 def score_window(
-    window: pl.DataFrame, model: DistillScorer, accounts_table: pl.DataFrame | None
+    window: pl.DataFrame,
+    model: DistillScorer,
+    accounts_table: pl.DataFrame | None,
+    verdicts: pl.DataFrame | None = None,
 ) -> tuple[dict[str, AccountScore], LiveCampaigns]:
     """The campaign pass: every account of ``window`` scored and campaigns detected, exactly
     as the offline audit does on the same events."""
@@ -50,7 +60,9 @@ def score_window(
     if window.height == 0:
         return {}, LiveCampaigns(last=CampaignPass(datetime.now(UTC), None, None, 0, 0, 0.0))
     ctx = Window.of(window)
-    res = pipeline.score(window, model, accounts_table, window=ctx, campaigns=True)
+    res = pipeline.score(
+        window, model, accounts_table, window=ctx, campaigns=True, verdicts=verdicts
+    )
     assert res.campaigns is not None
     table = res.campaigns.campaigns.select([pl.col(c).cast(t) for c, t in TABLE_SCHEMA.items()])
     scored = account_scores(res.accounts, res.alone, res.features, window, (ctx.start, ctx.end))

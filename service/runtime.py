@@ -14,6 +14,8 @@
   a log write, a snapshot), ``/readyz`` answers 503 with the reason; a probe retries the log
   every ``STORAGE_PROBE_INTERVAL_S`` (a durable write where it writes), a failed snapshot is
   retried after ``SNAPSHOT_RETRY_S`` (not the full interval); either success clears it.
+- webhook (``webhook_url`` set): each pass's scores go to a :class:`service.webhook.SeverityWatch`
+  whose notices a :class:`service.webhook.WebhookSink` delivers from its own task.
 - ``stop``: stop the loops and write a final snapshot (only if the state was fully restored:
   a half-restored state must never overwrite a good snapshot).
 """
@@ -32,10 +34,15 @@ from detector.features import FEATURE_NAMES
 from detector.fingerprints import fingerprint_events
 from detector.io.schema import empty_events
 from detector.models import DistillScorer
+from detector.severity import SEVERITY_BANDS
+from detector.verdicts import allow_listed
 from service import access_log
+from service.live_campaigns import LiveCampaigns
 from service.metrics import ServiceMetrics
+from service.records import AccountScore
 from service.settings import Settings, StateConfig
 from service.state import ScoringState
+from service.webhook import RANK, SeverityWatch, WebhookSink
 
 log = logging.getLogger("distillguard.runtime")
 
@@ -84,12 +91,14 @@ class Runtime:
         self._tasks: list[asyncio.Task[None]] = []
         self.ingest_slots: asyncio.Semaphore | None = None  # bodies in worker threads
         self.body_slots: asyncio.Semaphore | None = None  # bodies read or held in memory
+        self.webhook: WebhookSink | None = None
+        self.watch = SeverityWatch(RANK[settings.webhook_min_severity])
 
     async def start(self) -> None:
         s = self.settings
         self.ingest_slots = asyncio.Semaphore(s.ingest_workers)
         self.body_slots = asyncio.Semaphore(s.max_bodies_in_flight)
-        access_log.install([*s.ingest_tokens, *s.read_tokens])
+        access_log.install([*s.ingest_tokens, *s.read_tokens, *s.review_tokens])
         if self.model is None:
             self.model = await asyncio.to_thread(DistillScorer.load, s.model_path)
         accounts = await asyncio.to_thread(load_accounts_table, s)
@@ -101,6 +110,16 @@ class Runtime:
         )
         self.metrics.bind(self.state)
         self.metrics.set_model(self.model.info())
+        if s.webhook_url is not None and s.webhook_secret:
+            self.webhook = WebhookSink(
+                s.webhook_url,
+                s.webhook_secret,
+                self.metrics.registry,
+                max_attempts=s.webhook_max_attempts,
+                backoff_s=s.webhook_backoff_s,
+            )
+            await self.webhook.start()
+            self.state.passes.on_scored = self._notify
         if s.snapshot_path is None:
             log.warning("no snapshot_path: state is kept in memory only and lost at exit")
         self._tasks.append(asyncio.create_task(self._boot(), name="distillguard-boot"))
@@ -115,6 +134,11 @@ class Runtime:
             log.exception("state restore failed")
             return
         self.metrics.record_wal_damage(self.state.wal_skipped)
+        if self.webhook is not None:  # what the restored state already shows is not news
+            lowest = SEVERITY_BANDS[-1][1]
+            views = self.state.top_accounts(lowest, max(self.state.n_accounts, 1))
+            scores = [(v.account_id, v.score.score) for v in views if v.score is not None]
+            self.watch.seed(scores, self.state.campaigns.values())
         self._tasks.append(
             asyncio.create_task(self._fingerprint_loop(), name="distillguard-fingerprint")
         )
@@ -201,6 +225,18 @@ class Runtime:
                 except Exception:
                     log.exception("storage probe failed")
 
+    def _notify(self, scored: dict[str, AccountScore], live: LiveCampaigns | None) -> None:
+        """(The pass's thread.) Webhook notices of the accounts and campaigns of a pass that
+        reached a new severity band."""
+        assert self.state is not None and self.webhook is not None
+        state = self.state
+        notices = self.watch.account_notices(
+            scored, allow_listed(state.verdicts.frame()), state.campaign_of
+        )
+        if live is not None:
+            notices += self.watch.campaign_notices(live)
+        self.webhook.submit(notices)
+
     def unready_reason(self) -> str | None:
         """Why the service cannot take traffic (None: it can): starting, a failed restore, or
         failing storage."""
@@ -218,6 +254,8 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        if self.webhook is not None:
+            await self.webhook.stop()
         state = self.state
         if state is not None and state.ready:
             if self.settings.snapshot_path is not None:

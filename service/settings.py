@@ -69,6 +69,56 @@ class Settings(BaseSettings):
             "health/metrics when those are not public); comma-separated."
         ),
     )
+    review_tokens: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        repr=False,
+        description=(
+            "Bearer tokens granted the `review` scope (POST /v1/accounts/{id}/verdict: an "
+            "analyst's verdict); comma-separated. Reading needs the `read` scope as well."
+        ),
+    )
+    webhook_url: str | None = Field(
+        default=None,
+        description=(
+            "POST a signed JSON notice here (http or https) when an account or a campaign newly "
+            "reaches a severity band at or above webhook_min_severity. Unset: no webhook."
+        ),
+    )
+    webhook_secret: str | None = Field(
+        default=None,
+        repr=False,
+        description=(
+            "Key of the HMAC-SHA256 signature of each webhook request "
+            "(X-Distillguard-Signature: sha256=hex of HMAC(secret, timestamp + '.' + body)). "
+            "Required with webhook_url."
+        ),
+    )
+    webhook_min_severity: str = Field(
+        default="high",
+        pattern="^(critical|high|elevated)$",
+        description=(
+            "Lowest severity band a webhook notice is sent for: critical, high or elevated "
+            "(elevated, score >= 95, holds about 5 % of normal accounts by definition)."
+        ),
+    )
+    webhook_max_attempts: int = Field(
+        default=8,
+        ge=1,
+        le=100,
+        description=(
+            "Tries per webhook notice (a timeout, a connection error, a 408, 429 or 5xx answer "
+            "is retried; another 4xx is not) before it is given up and counted."
+        ),
+    )
+    webhook_backoff_s: float = Field(
+        default=1.0,
+        gt=0,
+        description=(
+            "Wait before the first retry of a webhook notice, doubled after each failure (at "
+            "most 300 s). Notices wait in a queue of at most 10,000 (past it the oldest is "
+            "dropped and counted); delivery never holds up ingest or scoring."
+        ),
+    )
     auth_disabled: bool = Field(
         default=False,
         description=(
@@ -143,8 +193,9 @@ class Settings(BaseSettings):
     snapshot_path: Path | None = Field(
         default=None,
         description=(
-            "Directory for durable state: the write-ahead log (`wal/`) and Parquet snapshots "
-            "(`snap-*/`, `CURRENT`). Unset: state lives in memory only and is lost at exit."
+            "Directory for durable state: the write-ahead log (`wal/`), Parquet snapshots "
+            "(`snap-*/`, `CURRENT`) and the analysts' verdicts (`verdicts.jsonl`). Unset: state "
+            "lives in memory only and is lost at exit."
         ),
     )
     snapshot_interval_s: float = Field(
@@ -287,6 +338,7 @@ class Settings(BaseSettings):
     @field_validator(
         "ingest_tokens",
         "read_tokens",
+        "review_tokens",
         "otlp_account_attributes",
         "otlp_api_key_attributes",
         "otlp_ip_attributes",
@@ -306,6 +358,14 @@ class Settings(BaseSettings):
                 "DISTILLGUARD_READ_TOKENS, or DISTILLGUARD_AUTH_DISABLED=true to serve without "
                 "authentication"
             )
+        if self.webhook_url is not None:
+            if not self.webhook_url.startswith(("http://", "https://")):
+                raise ValueError(f"webhook_url {self.webhook_url!r}: use an http(s) URL")
+            if not self.webhook_secret:
+                raise ValueError(
+                    "webhook_url needs DISTILLGUARD_WEBHOOK_SECRET: its requests are signed "
+                    "with it, so that the receiver can tell them from forgeries"
+                )
         return self
 
     def token_scopes(self) -> dict[str, frozenset[str]]:
@@ -315,6 +375,8 @@ class Settings(BaseSettings):
             scopes.setdefault(tok, set()).add("ingest")
         for tok in self.read_tokens:
             scopes.setdefault(tok, set()).add("read")
+        for tok in self.review_tokens:
+            scopes.setdefault(tok, set()).add("review")
         return {t: frozenset(s) for t, s in scopes.items()}
 
 

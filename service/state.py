@@ -23,6 +23,7 @@ from pathlib import Path
 import polars as pl
 
 from detector.models import DistillScorer
+from detector.verdicts import Verdict, VerdictStore
 from service.durability import Durability, IncompatibleStateError, StorageHealth
 from service.fsync import private_dir
 from service.live_campaigns import LiveCampaigns
@@ -35,6 +36,8 @@ from service.wal import SkippedRecord, WriteAheadLog
 from service.window_store import WindowStore
 
 __all__ = ["IncompatibleStateError", "ScoringState"]
+
+VERDICTS_FILE = "verdicts.jsonl"
 
 
 class ScoringState:
@@ -68,6 +71,11 @@ class ScoringState:
         )
         self.ready = False  # set once restored
         self.health = StorageHealth()
+        # the analyst's verdicts: state_dir/verdicts.jsonl (append-only, fsync'd), read at once
+        self.verdicts = VerdictStore(
+            self.state_dir / VERDICTS_FILE if self.state_dir is not None else None
+        )
+        self.passes.verdicts = self.verdicts.frame
 
     # ------------------------------------------------------------------ the window
     def ingest(self, events: pl.DataFrame) -> IngestResult:
@@ -148,6 +156,18 @@ class ScoringState:
     def top_accounts(self, min_score: float = 0.0, limit: int = 100) -> list[AccountView]:
         """Scored accounts with ``score >= min_score``, highest first (ties by account id)."""
         return self.passes.top_accounts(min_score, limit)
+
+    # ------------------------------------------------------------------ verdicts
+    def record_verdict(self, verdict: Verdict) -> bool:
+        """Keep ``verdict`` durably (written and fsync'd before returning; raises OSError when
+        it cannot be) and rescore its account at the next pass. Returns whether the account
+        has events in the window."""
+        self.verdicts.record(verdict)
+        with self.store.locks.fields:
+            tracked = verdict.account_id in self.store.last_seen
+            if tracked:  # the next pass applies it (a campaign pass too: lifts may change)
+                self.passes.mark_changed([verdict.account_id])
+        return tracked
 
     # ------------------------------------------------------------------ durability
     def snapshot(self) -> Path | None:

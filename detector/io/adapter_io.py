@@ -3,7 +3,6 @@ fault, and reading JSONL / JSON-array / CSV logs record by record with line numb
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import gzip
 import hashlib
@@ -21,13 +20,14 @@ import polars as pl
 from detector.io.schema import (
     EVENT_COLUMNS,
     EVENT_SCHEMA,
-    MAX_REPORTED_PROBLEMS,
+    INCOMPLETE_TAIL,
     EventSchemaError,
     Problem,
     conform,
     expand_paths,
     iter_ndjson_records,
 )
+from detector.io.tally import InputTally
 
 Paths = str | Path | Sequence[str | Path]
 UNKNOWN = "unknown"
@@ -68,16 +68,21 @@ def _str(value: Any, field: str) -> str:
     raise _Bad(field, f"expected a string, got {type(value).__name__}")
 
 
+def _quoted(value: str, want: str) -> str:
+    return f"expected {want}, got the string {value!r} (JSON numbers and booleans are not quoted)"
+
+
 def _int(value: Any, field: str, dtype: str = "Int32") -> int:
+    """An integer from a JSON number (a float with no fraction too). A string is refused,
+    ``"1024"`` included: only the cells of a CSV file are text (:class:`TextCells`)."""
     out: int | None = None
     if isinstance(value, int) and not isinstance(value, bool):
         out = value
     elif isinstance(value, float) and value.is_integer():
         out = int(value)
-    elif isinstance(value, str):
-        with contextlib.suppress(ValueError):
-            out = int(value.strip())
     if out is None:
+        if isinstance(value, str):
+            raise _Bad(field, _quoted(value, "an integer"))
         raise _Bad(field, f"expected an integer, got {value!r}")
     bits = _INT_BITS[dtype]
     if not -(2**bits) <= out < 2**bits:
@@ -90,12 +95,12 @@ def _int16(value: Any, field: str) -> int:
 
 
 def _float(value: Any, field: str) -> float:
+    """A finite number from a JSON number; a string is refused (see :func:`_int`)."""
+    if isinstance(value, str):
+        raise _Bad(field, _quoted(value, "a number"))
     out: float | None = None
     if isinstance(value, int | float) and not isinstance(value, bool):
         out = float(value)
-    elif isinstance(value, str):
-        with contextlib.suppress(ValueError):
-            out = float(value.strip())
     if out is None or not math.isfinite(out):
         raise _Bad(field, f"expected a finite number, got {value!r}")
     return out
@@ -106,9 +111,45 @@ def _bool(value: Any, field: str) -> bool:
         return value
     if isinstance(value, int) and value in (0, 1):
         return bool(value)
-    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
-        return value.strip().lower() in ("true", "1")
+    if isinstance(value, str):
+        raise _Bad(field, _quoted(value, "true/false"))
     raise _Bad(field, f"expected true/false, got {value!r}")
+
+
+def int_text(value: str, field: str, dtype: str = "Int32") -> int:
+    """An integer written as text (a CSV cell; a field its log format documents as a string,
+    such as Azure's ``resultSignature``)."""
+    try:
+        return _int(int(value.strip()), field, dtype)
+    except ValueError:
+        raise _Bad(field, f"expected an integer, got {value!r}") from None
+
+
+def _float_text(value: str, field: str) -> float:
+    try:
+        return _float(float(value.strip()), field)
+    except ValueError:
+        raise _Bad(field, f"expected a finite number, got {value!r}") from None
+
+
+def _bool_text(value: str, field: str) -> bool:
+    text = value.strip().lower()
+    if text in ("true", "false", "1", "0"):
+        return text in ("true", "1")
+    raise _Bad(field, f"expected true/false, got {value!r}")
+
+
+class TextCells(dict[str, Any]):
+    """A record whose values are all text: a CSV row. Its numbers and booleans are read from
+    their text (:data:`_FROM_TEXT`); values decoded from JSON text inside it are typed."""
+
+
+_FROM_TEXT: dict[Callable[..., Any], Callable[..., Any]] = {
+    _int: int_text,
+    _int16: lambda v, f: int_text(v, f, "Int16"),
+    _float: _float_text,
+    _bool: _bool_text,
+}
 
 
 def _ts_us(value: Any, field: str) -> int:
@@ -166,6 +207,7 @@ class _Record:
         self.data = data
         self.prefix = prefix
         self.problems: list[tuple[str | None, str]] = []
+        self.text = isinstance(data, TextCells)  # a CSV row: numbers are text
 
     def sub(self, key: str, *, decode: bool = False, strict: bool = True) -> _Record:
         """The nested object under ``key`` ({} when absent), sharing this record's problems.
@@ -192,6 +234,8 @@ class _Record:
         return self.prefix + keys[0], None
 
     def convert(self, fn: Callable[[Any, str], Any], field: str, value: Any) -> Any:
+        if self.text and isinstance(value, str):
+            fn = _FROM_TEXT.get(fn, fn)
         try:
             return fn(value, field)
         except _Bad as exc:
@@ -217,7 +261,7 @@ def _is_log(path: Path) -> bool:
     return path.name.lower().removesuffix(".gz").endswith(_SUFFIXES)
 
 
-def _open_text(path: Path, encoding: str = "utf-8") -> IO[str]:
+def _open_text(path: Path, encoding: str = "utf-8-sig") -> IO[str]:
     if path.name.lower().endswith(".gz"):
         return gzip.open(path, "rt", encoding=encoding, newline="")
     return path.open("r", encoding=encoding, newline="")
@@ -251,7 +295,7 @@ def _iter_csv(path: Path) -> Iterator[_ParsedRecord]:
     limit = csv.field_size_limit()
     csv.field_size_limit(2**31 - 1)  # messages / response cells can be large
     try:
-        with _open_text(path, encoding="utf-8-sig") as fh:
+        with _open_text(path) as fh:
             reader = csv.reader(fh)
             header = next(reader, None)
             if header is None:
@@ -271,7 +315,7 @@ def _iter_csv(path: Path) -> Iterator[_ParsedRecord]:
                     yield start, "line", None, f"{len(row)} cells, header has {len(header)}"
                     continue
                 cells = {k: (v if v != "" else None) for k, v in zip(header, row, strict=True)}
-                yield start, "line", cells, None
+                yield start, "line", TextCells(cells), None
     finally:
         csv.field_size_limit(limit)
 
@@ -287,14 +331,29 @@ def _whole(obj: Any) -> list[tuple[str, Any]]:
 
 
 def _convert_files(
-    paths: Paths, to_event: _EventFn, *, csv_ok: bool, split: _SplitFn = _whole
+    paths: Paths,
+    to_event: _EventFn,
+    *,
+    csv_ok: bool,
+    split: _SplitFn = _whole,
+    tally: InputTally | None = None,
 ) -> pl.DataFrame:
+    """Canonical events of every record of ``paths``. A bad record (a line, a JSON array
+    element, a CSV record) is counted in ``tally`` with its problems; past its budget
+    (default: none) :class:`EventSchemaError` is raised. An envelope holding several records
+    (Azure) keeps its good ones and counts as one bad line when any is bad. An incomplete
+    last line of a JSON-lines file (a log still being written) is skipped, not counted."""
+    tally = tally if tally is not None else InputTally()
     columns: dict[str, list[Any]] = {c: [] for c in EVENT_COLUMNS}
-    problems: list[Problem] = []
     for path in expand_paths(paths, _is_log, ".jsonl, .json or .csv", prefer=None):
         try:
             for line, kind, obj, err in _iter_records(path, csv_ok):
                 where = line or None
+                if err == INCOMPLETE_TAIL:
+                    tally.incomplete_tail(str(path), line)
+                    continue
+                tally.records += 1
+                problems: list[Problem] = []
                 if err is not None:
                     problems.append(Problem(str(path), where, None, err, kind))
                 for prefix, record in split(obj) if err is None else ():
@@ -302,15 +361,15 @@ def _convert_files(
                     problems.extend(
                         Problem(str(path), where, _prefixed(prefix, f), r, kind) for f, r in bad
                     )
-                    if not problems:
+                    if not bad:
                         for c in EVENT_COLUMNS:
                             columns[c].append(event.get(c))
-                if len(problems) >= MAX_REPORTED_PROBLEMS:
-                    raise EventSchemaError(problems[:MAX_REPORTED_PROBLEMS], truncated=True)
+                if problems:
+                    tally.bad_record(problems)
         except (UnicodeDecodeError, OSError, EOFError) as exc:
-            problems.append(Problem(str(path), None, None, f"cannot read: {exc}"))
-    if problems:
-        raise EventSchemaError(problems)
+            unreadable = Problem(str(path), None, None, f"cannot read: {exc}")
+            raise EventSchemaError([unreadable]) from None
+        tally.check()
     return _frame(columns)
 
 

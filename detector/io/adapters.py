@@ -3,8 +3,12 @@
 Every adapter returns a polars DataFrame with exactly the canonical columns and dtypes, or raises
 :class:`schema.EventSchemaError` naming the file, line (or array element / CSV record) and field
 of each problem (at most :data:`schema.MAX_REPORTED_PROBLEMS`). Inputs are files, directories or
-glob patterns; ``.gz`` files are read transparently. Naive timestamps are taken as UTC; numeric
-timestamps are unix seconds (values of 1e11 and above are read as milliseconds). Raw secret
+glob patterns; ``.gz`` files are read transparently, a leading byte order mark is ignored, and
+so is an incomplete last line of a JSON-lines file (a log still being written). Numbers and
+booleans must be JSON numbers and booleans: ``"max_tokens": "1024"`` is refused (CSV cells are
+text and are read as such). ``tally`` (:class:`~detector.io.tally.InputTally`) sets how many bad
+records may be skipped. Naive timestamps are taken as UTC; numeric timestamps are unix seconds
+(values of 1e11 and above are read as milliseconds). Raw secret
 API keys (``sk-...``) are never stored: they are replaced by ``sha256:<16 hex digits>``.
 Where a client IP or user agent is not logged, the column holds :data:`UNKNOWN` ("unknown"):
 linkage must not treat that value as a shared identifier.
@@ -100,8 +104,10 @@ from detector.io.adapter_io import (
     _Record,
     _str,
     _ts_us,
+    int_text,
 )
 from detector.io.cloud import from_azure_openai, from_bedrock
+from detector.io.tally import InputTally
 
 
 def _text(content: Any) -> str | None:
@@ -244,9 +250,9 @@ def _openai_event(obj: Any) -> tuple[dict[str, Any], list[tuple[str | None, str]
     return ev, rec.problems
 
 
-def from_openai(paths: Paths) -> pl.DataFrame:
+def from_openai(paths: Paths, tally: InputTally | None = None) -> pl.DataFrame:
     """Canonical events from OpenAI-compatible request+response JSONL logs (module docstring)."""
-    return _convert_files(paths, _openai_event, csv_ok=False)
+    return _convert_files(paths, _openai_event, csv_ok=False, tally=tally)
 
 
 # --------------------------------------------------------------------------- litellm
@@ -284,6 +290,8 @@ def _litellm_status(status: Any, obj: dict[str, Any], meta: dict[str, Any], fiel
         except ValueError:
             return 500
         return number if 100 <= number <= 599 else 500
+    if isinstance(status, str):  # LiteLLM's status is a string column: "200" is its text
+        return int_text(status, field, "Int16")
     return _int16(status, field)
 
 
@@ -366,15 +374,15 @@ def _litellm_event(obj: Any) -> tuple[dict[str, Any], list[tuple[str | None, str
     return ev, rec.problems
 
 
-def from_litellm(paths: Paths) -> pl.DataFrame:
+def from_litellm(paths: Paths, tally: InputTally | None = None) -> pl.DataFrame:
     """Canonical events from a LiteLLM ``LiteLLM_SpendLogs`` export (JSONL, JSON array or CSV)."""
-    return _convert_files(paths, _litellm_event, csv_ok=True)
+    return _convert_files(paths, _litellm_event, csv_ok=True, tally=tally)
 
 
 # --------------------------------------------------------------------------- files and frames
 
 
-ADAPTERS: dict[str, Callable[[Paths], pl.DataFrame]] = {
+ADAPTERS: dict[str, Callable[[Paths, InputTally | None], pl.DataFrame]] = {
     "openai": from_openai,
     "litellm": from_litellm,
     "bedrock": from_bedrock,
@@ -382,14 +390,21 @@ ADAPTERS: dict[str, Callable[[Paths], pl.DataFrame]] = {
 }
 
 
-def convert(source: str, inputs: Sequence[str | Path], out: str | Path) -> int:
+def convert(
+    source: str,
+    inputs: Sequence[str | Path],
+    out: str | Path,
+    tally: InputTally | None = None,
+) -> int:
     """Convert ``inputs`` of log format ``source`` to one zstd Parquet file; returns the count.
 
-    Raises ValueError for an unknown source, :class:`EventSchemaError` for invalid input.
+    ``tally`` counts the records read and the bad ones and holds the budget of bad records to
+    skip (:class:`detector.io.tally.InputTally`; default: none). Raises ValueError for an
+    unknown source, :class:`EventSchemaError` for invalid input past that budget.
     """
     if source not in ADAPTERS:
         raise ValueError(f"unknown log source {source!r}; valid sources: {', '.join(ADAPTERS)}")
-    df = ADAPTERS[source](inputs)
+    df = ADAPTERS[source](inputs, tally)
     target = Path(out)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")

@@ -79,7 +79,9 @@ from detector.io.adapter_io import (
     _Record,
     _str,
     _ts_us,
+    int_text,
 )
+from detector.io.tally import InputTally
 
 Event = tuple[dict[str, Any], list[tuple[str | None, str]]]
 
@@ -210,8 +212,8 @@ def _bedrock_status(code: Any, field: str) -> int:
     if not _present(code):
         return 200
     text = _str(code, field)
-    if text.isdigit():
-        return _int16(text, field)
+    if text.isdigit():  # errorCode is a string: a code's digits are its text
+        return int_text(text, field, "Int16")
     return _BEDROCK_ERRORS.get(text, 500)
 
 
@@ -251,9 +253,9 @@ def _bedrock_event(obj: Any) -> Event:
     return ev, rec.problems
 
 
-def from_bedrock(paths: Paths) -> pl.DataFrame:
+def from_bedrock(paths: Paths, tally: InputTally | None = None) -> pl.DataFrame:
     """Canonical events from AWS Bedrock model-invocation logs (module docstring)."""
-    return _convert_files(paths, _bedrock_event, csv_ok=False)
+    return _convert_files(paths, _bedrock_event, csv_ok=False, tally=tally)
 
 
 # --------------------------------------------------------------------------- azure openai
@@ -301,7 +303,8 @@ def _azure_event(obj: Any) -> Event:
         if operation is None
         else _AZURE_OPERATIONS.get(operation.lower(), operation.lower()),
         "stream": props.opt(_str, "streamType", default="").lower() == "streaming",
-        "status": rec.opt(_int16, "resultSignature", default=200),
+        # resultSignature is a string in Azure's schema ("200"): its text is the status
+        "status": rec.opt(_status_text, "resultSignature", default=200),
         "latency_ms": latency,
         "prompt_tokens": 0,
         "completion_tokens": 0,
@@ -313,6 +316,10 @@ def _azure_event(obj: Any) -> Event:
     return ev, rec.problems
 
 
+def _status_text(value: Any, field: str) -> int:
+    return int_text(value, field, "Int16") if isinstance(value, str) else _int16(value, field)
+
+
 def _azure_records(obj: Any) -> list[tuple[str, Any]]:
     """An Event Hubs envelope ``{"records": [...]}`` holds several records; others are one."""
     if isinstance(obj, dict) and isinstance(obj.get("records"), list) and "category" not in obj:
@@ -320,6 +327,6 @@ def _azure_records(obj: Any) -> list[tuple[str, Any]]:
     return [("", obj)]
 
 
-def from_azure_openai(paths: Paths) -> pl.DataFrame:
+def from_azure_openai(paths: Paths, tally: InputTally | None = None) -> pl.DataFrame:
     """Canonical events from Azure OpenAI RequestResponse diagnostic logs (module docstring)."""
-    return _convert_files(paths, _azure_event, csv_ok=False, split=_azure_records)
+    return _convert_files(paths, _azure_event, csv_ok=False, split=_azure_records, tally=tally)

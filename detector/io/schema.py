@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import glob
 import gzip
+import io
 import json
 import math
 import re
@@ -18,9 +19,12 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import polars as pl
+
+if TYPE_CHECKING:
+    from detector.io.tally import InputTally
 
 TS_DTYPE = pl.Datetime("us", "UTC")
 
@@ -154,9 +158,10 @@ class EventSchemaError(ValueError):
     def __init__(self, problems: Sequence[Problem], truncated: bool = False) -> None:
         self.problems = list(problems)
         self.truncated = truncated
+        self.tally: InputTally | None = None  # set when a reader's --max-errors budget ran out
         lines = [str(p) for p in self.problems]
         if truncated:
-            lines.append(f"... (stopped after {len(self.problems)} problems)")
+            lines.append(f"... (only the first {len(self.problems)} problems are listed)")
         super().__init__("invalid events:\n  " + "\n  ".join(lines))
 
 
@@ -364,32 +369,52 @@ def _format_of(path: Path) -> str | None:
     return None
 
 
-def read_events(paths: str | Path | Iterable[str | Path], *, validate: bool = True) -> pl.LazyFrame:
+def read_events(
+    paths: str | Path | Iterable[str | Path],
+    *,
+    validate: bool = True,
+    tally: InputTally | None = None,
+) -> pl.LazyFrame:
     """Read canonical events from Parquet (files, directories, globs) and NDJSON (plain or .gz).
 
     Returns a LazyFrame with exactly :data:`EVENT_SCHEMA`. Parquet is scanned lazily (its schema
     and required-column nulls are checked up front). NDJSON is parsed by polars and, if anything
-    is wrong, re-read line by line to name the file, line and field of each problem.
-    Raises :class:`EventSchemaError` on invalid input.
+    is wrong, re-read line by line to name the file, line and field of each problem. A leading
+    UTF-8 byte order mark is ignored, and so is an incomplete last line (no newline at its end
+    and not JSON: a log still being written), which ``tally`` records.
+
+    ``tally`` (:class:`detector.io.tally.InputTally`) counts the records read and the bad ones,
+    and holds the budget of bad records to skip (default: none). Raises
+    :class:`EventSchemaError` on invalid input past that budget, and at once (whatever the
+    budget) for a file that cannot be read or is a raw gateway log (with the
+    ``distillguard convert --from`` to use).
     """
+    from detector.io.tally import InputTally
+
+    tally = tally if tally is not None else InputTally()
     files = expand_paths(paths)
     frames: list[pl.LazyFrame] = []
+    formats = set()
     for f in files:
         fmt = _format_of(f)
+        formats.add(fmt)
         if fmt == "parquet":
-            frames.append(_scan_parquet(f, validate=validate))
+            frames.append(_scan_parquet(f, validate=validate, tally=tally))
         elif fmt == "ndjson":
-            frames.append(_read_ndjson(f).lazy())
+            frames.append(_read_ndjson(f, tally).lazy())
         else:
-            raise EventSchemaError(
-                [Problem(str(f), None, None, "unknown format (expected .parquet or .ndjson[.gz])")]
-            )
+            from detector.io.sniff import gateway_hint
+
+            reason = gateway_hint(f) or "unknown format (expected .parquet or .ndjson[.gz])"
+            raise EventSchemaError([Problem(str(f), None, None, reason)])
     if not frames:
         raise FileNotFoundError("no event files given")
+    if formats == {"parquet"}:
+        tally.unit = "rows"
     return frames[0] if len(frames) == 1 else pl.concat(frames, how="vertical")
 
 
-def _scan_parquet(path: Path, *, validate: bool) -> pl.LazyFrame:
+def _scan_parquet(path: Path, *, validate: bool, tally: InputTally) -> pl.LazyFrame:
     lf = pl.scan_parquet(path)
     try:
         schema = lf.collect_schema()
@@ -422,53 +447,43 @@ def _scan_parquet(path: Path, *, validate: bool) -> pl.LazyFrame:
     if problems:
         raise EventSchemaError(problems)
     out = lf.select(casts)
-    if validate:
-        rules = rule_violations()
-        counts = (
-            out.select(
-                *[pl.col(c).null_count() for c in REQUIRED_EVENT_COLUMNS],
-                *[e.sum().alias(f"__{f}") for f, e in rules.items()],
-            )
-            .collect()
-            .row(0)
-        )
-        nulls = counts[: len(REQUIRED_EVENT_COLUMNS)]
-        bad = [c for c, k in zip(REQUIRED_EVENT_COLUMNS, nulls, strict=True) if k]
-        broken = [f for f, k in zip(rules, counts[len(nulls) :], strict=True) if k]
-        if broken and not bad:
-            raise EventSchemaError(_rule_problems(str(path), out, {f: rules[f] for f in broken}))
-        if bad:
-            first = (
-                out.with_row_index("__row", offset=1)
-                .filter(pl.any_horizontal(pl.col(bad).is_null()))
-                .select("__row", *bad)
-                .head(MAX_REPORTED_PROBLEMS)
-                .collect()
-            )
-            found = [
-                Problem(str(path), int(r["__row"]), c, "is required but null", "row")
-                for r in first.iter_rows(named=True)
-                for c in bad
-                if r[c] is None
-            ]
-            raise EventSchemaError(found[:MAX_REPORTED_PROBLEMS])
-    return out
+    if not validate:
+        return out
+    rules = rule_violations()
+    bad_row = pl.any_horizontal(
+        *[pl.col(c).is_null() for c in REQUIRED_EVENT_COLUMNS],
+        *[e.fill_null(False) for e in rules.values()],
+    )
+    n_rows, n_bad = out.select(pl.len(), bad_row.sum()).collect().row(0)
+    tally.records += int(n_rows)
+    if not n_bad:
+        return out
+    tally.bad_records(int(n_bad), _row_problems(str(path), out, bad_row))
+    tally.check()
+    return out.filter(~bad_row)
 
 
-def _rule_problems(source: str, frame: pl.LazyFrame, broken: dict[str, pl.Expr]) -> list[Problem]:
-    """The first rows of ``frame`` breaking the value rules ``broken`` (field -> expression of
-    :func:`rule_violations`), each reason from :func:`check_value` as for a JSON line."""
+def _row_problems(source: str, frame: pl.LazyFrame, bad_row: pl.Expr) -> list[Problem]:
+    """The problems of the first rows of ``frame`` where ``bad_row`` holds: a null in a
+    required column, or a value breaking the rules (each reason from :func:`check_value`, as
+    for a JSON line)."""
+    rules = set(rule_violations())
+    cols = sorted(set(REQUIRED_EVENT_COLUMNS) | rules, key=EVENT_COLUMNS.index)
     rows = (
         frame.with_row_index("__row", offset=1)
-        .filter(pl.any_horizontal(*[e.fill_null(False) for e in broken.values()]))
-        .select("__row", *broken)
+        .filter(bad_row)
+        .select("__row", *cols)
         .head(MAX_REPORTED_PROBLEMS)
         .collect()
     )
     found = []
     for r in rows.iter_rows(named=True):
-        for field in broken:
-            reason = check_value(field, r[field], EVENT_SCHEMA[field])
+        for field in cols:
+            value = r[field]
+            if value is None:
+                reason = None if field in NULLABLE_EVENT_COLUMNS else "is required but null"
+            else:
+                reason = check_value(field, value, EVENT_SCHEMA[field]) if field in rules else None
             if reason:
                 found.append(Problem(source, int(r["__row"]), field, reason, "row"))
     return found[:MAX_REPORTED_PROBLEMS]
@@ -484,61 +499,156 @@ def _castable(have: pl.DataType, want: pl.DataType) -> bool:
     return False
 
 
+BOM = b"\xef\xbb\xbf"
+# what :func:`iter_ndjson_records` yields as the "error" of an incomplete last line (no newline
+# at its end, not JSON): a log still being written, skipped and not counted as bad
+INCOMPLETE_TAIL = "incomplete last line (no newline at its end): a log still being written"
+
+
 def _open_text(path: Path) -> IO[str]:
+    """Text of an NDJSON file (``.gz`` too); a leading byte order mark is dropped."""
     if path.name.lower().endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8")
-    return path.open("r", encoding="utf-8")
+        return gzip.open(path, "rt", encoding="utf-8-sig")
+    return path.open("r", encoding="utf-8-sig")
 
 
-def _read_ndjson(path: Path) -> pl.DataFrame:
-    # polars' NDJSON reader panics on Int16 (polars 2.1): read Int64, then cast strictly.
-    raw_schema = {
-        c: (pl.String() if c == "ts" else pl.Int64() if t == pl.Int16 else t)
-        for c, t in EVENT_SCHEMA.items()
-    }
+def _read_bytes(path: Path) -> bytes:
+    """The bytes of a file (decompressed when ``.gz``), without a leading byte order mark."""
     try:
-        df = pl.read_ndjson(path, schema=raw_schema)
-        df = df.with_columns(_parse_ts(pl.col("ts"))).cast(dict(EVENT_SCHEMA), strict=True)  # type: ignore[arg-type]
-        if df.select(pl.any_horizontal(pl.col(REQUIRED_EVENT_COLUMNS).is_null().any())).item():
-            raise ValueError("nulls in required columns")
-        if df.select(pl.any_horizontal(*[e.any() for e in rule_violations().values()])).item():
-            raise ValueError("values breaking the rules")  # the line scan names them
-        # polars ignores unknown fields; the line scan below reports them.
-        return _reject_unknown_fields(path, df)
-    except Exception:
-        pass
-    problems, truncated = scan_ndjson_problems(path)
-    if not problems:  # polars failed for a reason the line scan does not see
-        problems = [Problem(str(path), None, None, "could not be parsed as NDJSON events")]
-    raise EventSchemaError(problems, truncated)
+        if path.name.lower().endswith(".gz"):
+            with gzip.open(path, "rb") as fh:
+                data = fh.read()
+        else:
+            data = path.read_bytes()
+    except (OSError, EOFError) as exc:
+        raise EventSchemaError([Problem(str(path), None, None, f"cannot read: {exc}")]) from None
+    return data[len(BOM) :] if data.startswith(BOM) else data
 
 
-def _reject_unknown_fields(path: Path, df: pl.DataFrame) -> pl.DataFrame:
-    # Cheap check on the first line only: unknown fields are usually a format mix-up.
-    with _open_text(path) as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if line.strip():
-                obj = json.loads(line)
-                extra = [k for k in obj if k not in EVENT_SCHEMA]
-                if extra:
-                    raise EventSchemaError(
-                        [
-                            Problem(
-                                str(path),
-                                lineno,
-                                k,
-                                "unknown field (not in the canonical "
-                                "event schema); convert the log with `distillguard convert`",
-                            )
-                            for k in extra
-                        ]
-                    )
-                break
+def _split_tail(data: bytes) -> tuple[bytes, int | None]:
+    """``data`` without an incomplete last line (no newline at its end and not JSON), and that
+    line's number (None when there is none)."""
+    if not data or data.endswith(b"\n"):
+        return data, None
+    cut = data.rfind(b"\n") + 1
+    last = data[cut:]
+    if not last.strip():
+        return data, None
+    try:
+        json.loads(last)
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError
+        return data[:cut], data.count(b"\n", 0, cut) + 1
+    return data, None
+
+
+# polars' NDJSON reader panics on Int16 (polars 2.1): read Int64, then cast strictly.
+_NDJSON_READ_SCHEMA: dict[str, pl.DataType] = {
+    c: (pl.String() if c == "ts" else pl.Int64() if t == pl.Int16 else t)
+    for c, t in EVENT_SCHEMA.items()
+}
+
+
+def _parse_ndjson(data: bytes | Path) -> pl.DataFrame:
+    """Canonical events of NDJSON text (or a plain file of it) in which every line is valid;
+    raises otherwise."""
+    source = io.BytesIO(data) if isinstance(data, bytes) else data
+    df = pl.read_ndjson(source, schema=_NDJSON_READ_SCHEMA)
+    df = df.with_columns(_parse_ts(pl.col("ts"))).cast(dict(EVENT_SCHEMA), strict=True)  # type: ignore[arg-type]
+    if df.select(pl.any_horizontal(pl.col(REQUIRED_EVENT_COLUMNS).is_null().any())).item():
+        raise ValueError("nulls in required columns")
+    if df.select(pl.any_horizontal(*[e.any() for e in rule_violations().values()])).item():
+        raise ValueError("values breaking the rules")  # the line scan names them
     return df
 
 
+def _first_line_fields(data: bytes | Path) -> set[str]:
+    """Field names of the first non-blank line (polars ignores unknown fields: a mix-up of
+    formats shows on the first line)."""
+    with io.BytesIO(data) if isinstance(data, bytes) else data.open("rb") as fh:
+        for line in fh:
+            if line.strip():
+                obj = json.loads(line)
+                return set(obj) if isinstance(obj, dict) else set()
+    return set()
+
+
+def _plain(path: Path) -> bool:
+    """An uncompressed file with no byte order mark whose last line ends with a newline (or an
+    empty one): polars reads it from the file itself."""
+    if path.name.lower().endswith(".gz"):
+        return False
+    with path.open("rb") as fh:
+        if fh.read(len(BOM)) == BOM:
+            return False
+        size = fh.seek(0, io.SEEK_END)
+        if size == 0:
+            return True
+        fh.seek(size - 1)
+        return fh.read(1) == b"\n"
+
+
+def _decode_line(raw: bytes) -> tuple[Any, str | None]:
+    """``(value, None)`` or ``(None, reason)`` for one NDJSON line."""
+    try:
+        return json.loads(raw.rstrip(b"\r").decode("utf-8")), None
+    except UnicodeDecodeError as exc:
+        return None, f"not UTF-8: {exc.reason} at byte {exc.start + 1}"
+    except json.JSONDecodeError as exc:
+        return None, f"malformed JSON: {exc.msg} at column {exc.colno}"
+    except RecursionError:
+        return None, "malformed JSON: nested too deeply"
+
+
+def _read_ndjson(path: Path, tally: InputTally) -> pl.DataFrame:
+    try:
+        plain = _plain(path)
+    except OSError as exc:
+        raise EventSchemaError([Problem(str(path), None, None, f"cannot read: {exc}")]) from None
+    source: bytes | Path = path
+    if not plain:  # compressed, a byte order mark, or no newline at the end: read it here
+        source, tail = _split_tail(_read_bytes(path))
+        if tail is not None:
+            tally.incomplete_tail(str(path), tail)
+    try:
+        df = _parse_ndjson(source)
+        if _first_line_fields(source) <= set(EVENT_SCHEMA):
+            tally.records += df.height
+            return df
+    except Exception:
+        pass
+    from detector.io.sniff import gateway_hint
+
+    hint = gateway_hint(path)
+    if hint:
+        raise EventSchemaError([Problem(str(path), None, None, hint)])
+    data = source if isinstance(source, bytes) else _read_bytes(path)
+    good: list[bytes] = []
+    for lineno, raw in enumerate(data.split(b"\n"), start=1):
+        if not raw.strip():
+            continue
+        tally.records += 1
+        obj, err = _decode_line(raw)
+        if err is not None:
+            tally.bad_record([Problem(str(path), lineno, None, err)])
+            continue
+        bad = check_record(obj)
+        if bad:
+            tally.bad_record([Problem(str(path), lineno, f, r) for f, r in bad])
+        else:
+            good.append(raw)
+    tally.check()
+    if not good:
+        return empty_events()
+    try:
+        return _parse_ndjson(b"\n".join(good))
+    except Exception:  # e.g. timestamp layouts polars cannot read together: one at a time
+        return pl.concat([records_to_frame([json.loads(raw)]) for raw in good])
+
+
 def iter_ndjson_records(path: Path) -> Iterator[tuple[int, Any | None, str | None]]:
-    """Yield ``(line_number, decoded_or_None, json_error_or_None)`` for non-blank lines."""
+    """Yield ``(line_number, decoded_or_None, json_error_or_None)`` for non-blank lines; a
+    leading byte order mark is dropped, and an incomplete last line (no newline at its end, not
+    JSON) yields the error :data:`INCOMPLETE_TAIL`."""
     with _open_text(path) as fh:
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
@@ -546,24 +656,10 @@ def iter_ndjson_records(path: Path) -> Iterator[tuple[int, Any | None, str | Non
             try:
                 yield lineno, json.loads(line.rstrip("\r\n")), None
             except json.JSONDecodeError as exc:
-                yield lineno, None, f"malformed JSON: {exc.msg} at column {exc.colno}"
-
-
-def scan_ndjson_problems(path: Path) -> tuple[list[Problem], bool]:
-    """Every problem in an NDJSON event file (capped), with its line and field."""
-    problems: list[Problem] = []
-    try:
-        for lineno, obj, err in iter_ndjson_records(path):
-            if err is not None:
-                problems.append(Problem(str(path), lineno, None, err))
-            else:
-                for field, reason in check_record(obj):
-                    problems.append(Problem(str(path), lineno, field, reason))
-            if len(problems) >= MAX_REPORTED_PROBLEMS:
-                return problems, True
-    except (UnicodeDecodeError, OSError, EOFError) as exc:
-        problems.append(Problem(str(path), None, None, f"cannot read: {exc}"))
-    return problems, False
+                if not line.endswith("\n"):  # only the last line can lack it
+                    yield lineno, None, INCOMPLETE_TAIL
+                else:
+                    yield lineno, None, f"malformed JSON: {exc.msg} at column {exc.colno}"
 
 
 def empty_events() -> pl.DataFrame:

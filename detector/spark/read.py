@@ -24,6 +24,7 @@ from detector.io.schema import (
     _scan_parquet,
     expand_paths,
 )
+from detector.io.tally import InputTally
 from detector.spark.frames import ddl
 
 if TYPE_CHECKING:
@@ -53,7 +54,7 @@ def parquet_inputs(paths: Sequence[str | Path]) -> list[str]:
     if problems:
         raise EventSchemaError(problems)
     for f in files:
-        _scan_parquet(f, validate=False)  # schema only: raises naming the file and field
+        _scan_parquet(f, validate=False, tally=InputTally())  # schema only: names file, field
     return [str(f) for f in files] + [str(p) for p in paths if is_uri(p)]
 
 

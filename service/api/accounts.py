@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from detector.calibration import score_reading
 from detector.severity import bands_text, severity
 from service.api.deps import ReadAccess, ReadyStateDep
+from service.api.verdicts import VerdictOut
 from service.records import AccountView
 from service.state import ScoringState
 
@@ -45,6 +46,10 @@ class AccountSummary(BaseModel):
     n_events: int | None = Field(description="Events of the account in the scored window.")
     scored_at: datetime | None = Field(description="Wall-clock time of the last rescoring.")
     window: Window | None = Field(description="The window the score was computed on.")
+    verdict: VerdictOut | None = Field(
+        default=None,
+        description="The analyst's current verdict (POST /v1/accounts/{id}/verdict); null: none.",
+    )
 
 
 class Account(AccountSummary):
@@ -79,6 +84,7 @@ def _summary_fields(view: AccountView, state: ScoringState) -> dict[str, object]
         "n_events": s.n_events if s else None,
         "scored_at": s.scored_at if s else None,
         "window": Window(start=s.window_start, end=s.window_end) if s else None,
+        "verdict": VerdictOut.of(v) if (v := state.verdicts.get(view.account_id)) else None,
     }
 
 

@@ -21,7 +21,8 @@ from service.state import ScoringState
 
 bearer = HTTPBearer(
     auto_error=False,
-    description="API token (scopes: `ingest` for POST /v1/events, `read` for everything else).",
+    description="API token (scopes: `ingest` for POST /v1/events, `review` for POST "
+    "/v1/accounts/{id}/verdict, `read` for everything else).",
 )
 BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
@@ -130,6 +131,7 @@ def require_scope(
 
 IngestAccess = Annotated[None, Depends(require_scope("ingest"))]
 ReadAccess = Annotated[None, Depends(require_scope("read"))]
+ReviewAccess = Annotated[None, Depends(require_scope("review"))]
 HealthAccess = Annotated[None, Depends(require_scope("read", "health_public"))]
 MetricsAccess = Annotated[None, Depends(require_scope("read", "metrics_public"))]
 DocsAccess = Annotated[None, Depends(require_scope("read", "docs_public"))]
