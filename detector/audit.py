@@ -20,10 +20,12 @@ from scipy.stats import binom
 
 from detector import pipeline
 from detector.campaigns.scoring import CampaignResult
+from detector.context import CONTEXT_COLUMNS, account_context
 from detector.evaluate import campaign_metrics, metrics, time_to_detect
 from detector.features import FEATURE_NAMES
 from detector.io.schema import expand_paths, read_events
 from detector.models import DistillScorer
+from detector.triage import with_actions
 
 Progress = Callable[[str], None]
 
@@ -34,7 +36,9 @@ def _noop(_stage: str) -> None:
 
 @dataclass
 class AuditResult:
-    accounts: pl.DataFrame  # account_id, score, flagged, reasons, campaign_id, raw_score, features
+    # account_id, score, flagged, reasons, campaign_id, severity, action, action_why, raw_score,
+    # context (detector.context), features
+    accounts: pl.DataFrame
     summary: dict[str, Any]
     paths: dict[str, Path]
     campaigns: pl.DataFrame | None = None  # campaign_id, score, n_members, members, evidence
@@ -84,13 +88,23 @@ def audit(
         model = model.with_target_fpr(target_fpr)
     result = pipeline.score(compact, model, accounts, campaigns=campaigns, progress=progress)
     model, feats, found = result.model, result.features, result.campaigns
+    progress("per-account context: requests, IPs, keys, user agents")
     table = (
         result.accounts.join(feats, on="account_id", how="left")
+        .join(account_context(compact), on="account_id", how="left")
         .select(
-            "account_id", "score", "flagged", "reasons", "campaign_id", "raw_score", *FEATURE_NAMES
+            "account_id",
+            "score",
+            "flagged",
+            "reasons",
+            "campaign_id",
+            "raw_score",
+            *CONTEXT_COLUMNS,
+            *FEATURE_NAMES,
         )
         .sort("score", "raw_score", descending=True)
     )
+    table = with_actions(table, found.campaigns if found is not None else None)
     summary: dict[str, Any] = {
         "n_accounts": table.height,
         "n_events": compact.height,
