@@ -80,8 +80,10 @@ def _expected(score: float, n_accounts: int) -> float:
     return max(n_accounts * (100.0 - score) / 100.0, 0.0)
 
 
-def _count(x: float) -> str:
-    return f"{x:.2g}" if x < 10 else f"{x:,.0f}"
+def _normals(x: float) -> str:
+    """``0.0015 normal accounts``, ``1 normal account``."""
+    n = f"{x:.2g}" if x < 10 else f"{x:,.0f}"
+    return f"{n} normal account{'' if n == '1' else 's'}"
 
 
 def suggest(
@@ -125,8 +127,8 @@ def suggest(
         ):
             return "enforce", (
                 f"critical ({reading}) on {len(signals)} independent signals "
-                f"({', '.join(signals)}); {_count(expected)} normal accounts of "
-                f"{n_accounts:,} expected this high"
+                f"({', '.join(signals)}); {_normals(expected)} of {n_accounts:,} expected "
+                "this high"
             )
         if not signals:
             basis = "a combination of moderate signals, none strong alone"
@@ -135,7 +137,7 @@ def suggest(
         else:
             basis = f"{len(signals)} signals ({', '.join(signals)})"
         chance = (
-            f"; {_count(expected)} normal accounts of {n_accounts:,} expected this high"
+            f"; {_normals(expected)} of {n_accounts:,} expected this high"
             if expected >= ENFORCE_EXPECTED_NORMALS
             else ""
         )
@@ -253,9 +255,13 @@ def _campaign_action(
 ) -> tuple[str | None, str]:
     if not suspicious:
         return None, "linked, not suspicious: its typical member is ordinary"
-    who = f"{n_flagged} of its {n_members} members" if n_flagged < n_members else "all members"
+    who = (
+        f"its {n_flagged} flagged members (of {n_members})"
+        if n_flagged < n_members
+        else f"all {n_members} members"
+    )
     if n_flagged and critical:
-        return "enforce", f"critical campaign: act on {who} (flagged) together"
+        return "enforce", f"critical campaign: act on {who} together"
     if n_flagged:
-        return "review", f"suspicious campaign below critical: review {who} (flagged)"
+        return "review", f"suspicious campaign below critical: review {who}"
     return "watch", "suspicious campaign with no member flagged yet"
