@@ -192,7 +192,9 @@ def generate(
     n_attack = int(data.labels["is_attack"].sum())
     stdout.print(
         f"{data.events.height:,} events from {data.labels.height:,} accounts "
-        f"({n_attack:,} attacking) -> {paths['events'].parent}"
+        f"({n_attack:,} attacking) -> {paths['events'].parent}",
+        highlight=False,
+        soft_wrap=True,
     )
 
 
@@ -218,7 +220,7 @@ def convert(
         raise _fail(str(exc)) from None
     except FileNotFoundError as exc:
         raise _fail(str(exc)) from None
-    stdout.print(f"{n:,} events -> {out}", highlight=False)
+    stdout.print(f"{n:,} events -> {out}", highlight=False, soft_wrap=True)
 
 
 def _stage_printer() -> Callable[[str], None]:
@@ -279,6 +281,7 @@ def train(
         f"calibrated on {info['n_reference']:,} {info['reference']}, "
         f"threshold {info['threshold']:.1f})",
         highlight=False,
+        soft_wrap=True,
     )
     note = small_reference_note(model)
     if note:
@@ -369,7 +372,7 @@ def evaluate(
         return
     print_metrics(m)
     if out:
-        stdout.print(f"metrics: {out}", highlight=False)
+        stdout.print(f"metrics: {out}", highlight=False, soft_wrap=True)
 
 
 def print_metrics(m: dict[str, Any]) -> None:
@@ -514,7 +517,7 @@ def show_audit(result: AuditResult, top: int, fmt: OutputFormat = OutputFormat.t
         _print_json(audit_document(result, top))
         return
     print_audit(result, top)
-    stdout.print(f"\nreport: {result.paths['report']}", highlight=False)
+    stdout.print(f"\nreport: {result.paths['report']}", highlight=False, soft_wrap=True)
 
 
 def _shorten(text: str, lines: int, reserved: int = 36) -> str:
@@ -648,7 +651,9 @@ def demo(
         progress=stage,
     )
     print_audit(result, top)
-    stdout.print(f"\nreport: {result.paths['report']}\noutputs: {base}", highlight=False)
+    stdout.print(
+        f"\nreport: {result.paths['report']}\noutputs: {base}", highlight=False, soft_wrap=True
+    )
 
 
 @app.command()
