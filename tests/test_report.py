@@ -17,6 +17,7 @@ import polars as pl
 import pytest
 
 from detector.audit import AuditResult
+from detector.calibration import score_reading
 from detector.report.html import render_report, write_report
 from detector.severity import severity
 
@@ -139,6 +140,7 @@ def test_every_member_shows_its_context(real: tuple[AuditResult, str]) -> None:
     row = row[: row.index("</tr>")]
     assert member["severity"] == severity(member["score"]) == "critical"
     assert '<span class="pill critical">critical</span>' in row
+    assert score_reading(member["score"]) in row
     assert f'<span class="pill {member["action"]}">' in row
     assert f'<td class="num">{member["requests"]:,}</td>' in row
     assert member["first_seen"].strftime("%Y-%m-%d %H:%M") in row
