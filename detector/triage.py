@@ -20,9 +20,9 @@ Accounts (:func:`suggest`), first rule that applies:
 - **review** — every other flagged account: one signal only, or no single strong signal (a
   combination of moderate ones), or a score a normal account of this log could reach by chance,
   or the unusual traffic is one IP / key slice of a multi-tenant account (act on that slice,
-  not on the account and its other customers). The audit's estimate of the false positives
-  among the flagged accounts falls mostly here: the campaign lift never raises a normal
-  account.
+  not on the account and its other customers). The normal accounts the audit expects among
+  the flagged ones should fall here: the campaign lift raised none in the labelled scenarios
+  (``normals_lifted`` of the campaign metrics), so they are flagged on their own.
 - **watch** — not flagged but ``critical`` or ``high``, or ``elevated`` and linked to a
   suspicious campaign: nothing to do yet; the live service re-scores it as traffic arrives.
 - **none** — the rest.
