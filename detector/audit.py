@@ -20,6 +20,7 @@ from scipy.stats import binom
 
 from detector import pipeline
 from detector.campaigns.scoring import CampaignResult
+from detector.context import CONTEXT_COLUMNS, account_context
 from detector.evaluate import campaign_metrics, metrics, time_to_detect
 from detector.features import FEATURE_NAMES
 from detector.indicators import write_review_outputs
@@ -27,6 +28,7 @@ from detector.intake import read_compact
 from detector.io.schema import expand_paths
 from detector.io.tally import InputTally
 from detector.models import DistillScorer
+from detector.triage import with_actions
 from detector.verdicts import flag_precision
 
 Progress = Callable[[str], None]
@@ -38,7 +40,9 @@ def _noop(_stage: str) -> None:
 
 @dataclass
 class AuditResult:
-    accounts: pl.DataFrame  # account_id, score, flagged, reasons, campaign_id, raw_score, features
+    # account_id, score, flagged, reasons, campaign_id, severity, action, action_why, raw_score,
+    # context (detector.context), features
+    accounts: pl.DataFrame
     summary: dict[str, Any]
     paths: dict[str, Path]
     campaigns: pl.DataFrame | None = None  # campaign_id, score, n_members, members, evidence
@@ -111,6 +115,8 @@ def audit(
     def review(table: pl.DataFrame, found: CampaignResult | None) -> dict[str, Path]:
         return write_review_outputs(out, table, compact, accounts, found, verdicts)
 
+    progress("per-account context: requests, IPs, keys, user agents")
+    context = account_context(compact)
     return finish(
         out,
         result,
@@ -122,6 +128,7 @@ def audit(
         extra={"input": intake.summary()},
         verdicts=verdicts,
         review=review,
+        context=context,
     )
 
 
@@ -136,19 +143,28 @@ def finish(
     extra: dict[str, Any] | None = None,
     verdicts: pl.DataFrame | None = None,
     review: Callable[[pl.DataFrame, CampaignResult | None], dict[str, Path]] | None = None,
+    context: pl.DataFrame | None = None,
 ) -> AuditResult:
     """The audit's outputs from a scored window (:class:`detector.pipeline.Scored`), whichever
-    engine computed it: the account table, the summary (``extra`` added to it), metrics
-    against ``labels`` (and time to detect, when ``time_to_detect_fn`` is given), the precision
-    of the flags against ``verdicts``, the files (and ``review``'s, when given)."""
+    engine computed it: the account table (with ``context``, :func:`account_context`, when the
+    engine computed it), the summary (``extra`` added to it), metrics against ``labels`` (and
+    time to detect, when ``time_to_detect_fn`` is given), the precision of the flags against
+    ``verdicts``, the files (and ``review``'s, when given)."""
     model, feats, found = result.model, result.features, result.campaigns
-    table = (
-        result.accounts.join(feats, on="account_id", how="left")
-        .select(
-            "account_id", "score", "flagged", "reasons", "campaign_id", "raw_score", *FEATURE_NAMES
-        )
-        .sort("score", "raw_score", descending=True)
-    )
+    table = result.accounts.join(feats, on="account_id", how="left")
+    if context is not None:
+        table = table.join(context, on="account_id", how="left")
+    table = table.select(
+        "account_id",
+        "score",
+        "flagged",
+        "reasons",
+        "campaign_id",
+        "raw_score",
+        *(CONTEXT_COLUMNS if context is not None else ()),
+        *FEATURE_NAMES,
+    ).sort("score", "raw_score", descending=True)
+    table = with_actions(table, found.campaigns if found is not None else None)
     summary: dict[str, Any] = {
         "n_accounts": table.height,
         "n_events": n_events,

@@ -1,16 +1,28 @@
-"""The ``distillguard`` command line: the front door that wires generator, detector and service."""
+"""The ``distillguard`` command line: the front door that wires generator, detector and service.
+
+Results (tables, summaries, paths of outputs, ``--format json``) go to stdout, through
+:data:`stdout`; progress, warnings and errors go to stderr, through :data:`console`. So
+``distillguard demo > out.txt`` keeps the results and ``distillguard audit ... --format json |
+jq`` reads clean JSON.
+"""
 
 from __future__ import annotations
 
+import json
+import textwrap
 from collections.abc import Callable
+from datetime import date, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import polars as pl
 import typer
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from detector.io.schema import EventSchemaError
 from detector.io.tally import InputTally
@@ -26,14 +38,106 @@ from service.commands.options import (
 if TYPE_CHECKING:
     from detector.audit import AuditResult
 
-app = typer.Typer(
+# accounts (and campaigns) printed by audit, evaluate and demo unless --top says otherwise
+TOP_DEFAULT = 10
+
+
+class _Argument(TyperArgument):
+    """A positional argument shown as ``LOGS...`` in the usage line and the help panel (typer
+    0.29 prints ``{logs}...`` and a ``<list[Path]>`` type)."""
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None
+
+    def get_usage_pieces(self, ctx: Any) -> list[str]:
+        name = self.display_name_raw
+        return [name if self.required else f"[{name}]"]
+
+
+def _clean_params(params: list[Any]) -> list[Any]:
+    """Flags without a ``<bool>`` value placeholder; arguments named ``NAME...``."""
+    for p in params:
+        if isinstance(p, TyperOption) and p.is_flag and p.metavar is None:
+            p.metavar = ""
+        elif isinstance(p, TyperArgument) and not isinstance(p, _Argument):
+            p.__class__ = _Argument
+            if p.metavar is None:
+                p.metavar = (p.name or "arg").upper() + ("..." if p.nargs != 1 else "")
+    return params
+
+
+class _Command(TyperCommand):
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _clean_params(super().get_params(ctx))
+
+
+class _Group(TyperGroup):
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _clean_params(super().get_params(ctx))
+
+
+class _Typer(typer.Typer):
+    """Every command gets the clean help of :class:`_Command` unless it names its own class."""
+
+    def command(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("cls", _Command)
+        return super().command(*args, **kwargs)
+
+
+app = _Typer(
     name="distillguard",
     help="Find accounts distilling an LLM API from its request logs.",
+    cls=_Group,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # help paragraphs are joined like Markdown: docstrings wrap freely
+    rich_markup_mode="markdown",
 )
+# progress, warnings and errors
 console = Console(stderr=True)
+# results: tables, summaries, paths of outputs
+stdout = Console()
+
+
+class OutputFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
+FormatOpt = Annotated[
+    OutputFormat,
+    typer.Option(
+        "--format",
+        help="text: tables for people; json: the summary and the top accounts and campaigns "
+        "as one JSON document on stdout (progress stays on stderr).",
+    ),
+]
+TopOpt = Annotated[int, typer.Option(help="Accounts and campaigns to print.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        import importlib.metadata
+
+        try:
+            version = importlib.metadata.version("distillguard")
+        except importlib.metadata.PackageNotFoundError:  # pragma: no cover - not installed
+            version = "unknown (not installed)"
+        stdout.print(f"distillguard {version}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Find accounts distilling an LLM API from its request logs."""
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -95,9 +199,11 @@ def generate(
         paths = data.write(out, fmt=fmt)
         bar.update(wtask, completed=1)
     n_attack = int(data.labels["is_attack"].sum())
-    console.print(
+    stdout.print(
         f"{data.events.height:,} events from {data.labels.height:,} accounts "
-        f"({n_attack:,} attacking) -> {paths['events'].parent}"
+        f"({n_attack:,} attacking) -> {paths['events'].parent}",
+        highlight=False,
+        soft_wrap=True,
     )
 
 
@@ -126,7 +232,7 @@ def convert(
     except FileNotFoundError as exc:
         raise _fail(str(exc)) from None
     report_input(tally)
-    console.print(f"{n:,} events -> {out}")
+    stdout.print(f"{n:,} events -> {out}", highlight=False, soft_wrap=True)
 
 
 def _stage_printer() -> Callable[[str], None]:
@@ -189,11 +295,12 @@ def train(
     from detector.audit import small_reference_note
 
     info = model.info()
-    console.print(
+    stdout.print(
         f"model -> {out} ({info['n_train']:,} accounts, supervised={info['supervised']}, "
         f"calibrated on {info['n_reference']:,} {info['reference']}, "
         f"threshold {info['threshold']:.1f})",
         highlight=False,
+        soft_wrap=True,
     )
     note = small_reference_note(model)
     if note:
@@ -285,7 +392,7 @@ def audit(
     time_to_detect: Annotated[
         bool, typer.Option(help="With labels: re-score at cut-offs to measure time to detect.")
     ] = False,
-    top: Annotated[int, typer.Option(help="Flagged accounts to print.")] = 15,
+    top: TopOpt = TOP_DEFAULT,
     campaigns: Annotated[
         bool, typer.Option(help="Link accounts into campaigns and score those too.")
     ] = True,
@@ -305,6 +412,7 @@ def audit(
     ] = "local[*]",
     max_errors: MaxErrorsOpt = 0,
     verdicts: VerdictsOpt = None,
+    fmt: FormatOpt = OutputFormat.text,
 ) -> None:
     """Score every account in the logs; write accounts.parquet/.csv, campaigns.parquet,
     summary.json and report.html.
@@ -325,8 +433,7 @@ def audit(
         max_errors=max_errors,
         verdicts=verdicts,
     )
-    print_audit(result, top)
-    console.print(f"report: {result.paths['report']}")
+    show_audit(result, top, fmt)
 
 
 @app.command()
@@ -338,11 +445,12 @@ def evaluate(
     time_to_detect: Annotated[bool, typer.Option(help="Also measure time to detect.")] = True,
     out: Annotated[Path | None, typer.Option(help="Write the metrics as JSON here.")] = None,
     verdicts: VerdictsOpt = None,
+    top: TopOpt = TOP_DEFAULT,
+    fmt: FormatOpt = OutputFormat.text,
 ) -> None:
     """Metrics of a trained model on labelled logs it was not fitted on.
 
     With a verdict store, also the precision of its flags against the verdicts."""
-    import json
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -350,21 +458,28 @@ def evaluate(
             logs, Path(tmp), model, labels, accounts, time_to_detect, verdicts=verdicts
         )
     m = result.summary["metrics"]
-    print_metrics(m)
     if out:
         review = {"verdicts": result.summary["verdicts"]} if "verdicts" in result.summary else {}
         out.write_text(json.dumps(m | review, indent=2) + "\n")
+    if fmt is OutputFormat.json:
+        _print_json({"metrics": m, **audit_document(result, top, with_paths=False)})
+        return
+    print_metrics(m)
+    if out:
+        stdout.print(f"metrics: {out}", highlight=False, soft_wrap=True)
 
 
 def print_metrics(m: dict[str, Any]) -> None:
     rec = m.get("recall_at_fpr", {})
-    line = (
+    stdout.print(
         f"ROC-AUC {m['roc_auc']:.4f}  PR-AUC {m['pr_auc']:.4f}  "
         f"recall@0.1%FPR {rec.get('0.001', float('nan')):.3f}  "
-        f"recall@1%FPR {rec.get('0.01', float('nan')):.3f}"
+        f"recall@1%FPR {rec.get('0.01', float('nan')):.3f}",
+        highlight=False,
     )
-    console.print(line, highlight=False)
-    tbl = Table(title="by archetype (at the model's flag threshold)", show_lines=False)
+    tbl = Table(
+        title="by archetype (at the flag threshold)", box=box.SIMPLE_HEAD, title_justify="left"
+    )
     tbl.add_column("archetype")
     tbl.add_column("kind")
     tbl.add_column("accounts", justify="right")
@@ -372,10 +487,10 @@ def print_metrics(m: dict[str, Any]) -> None:
     for name, row in sorted(m["by_archetype"].items(), key=lambda kv: (kv[1]["kind"], kv[0])):
         val = row.get("recall", row.get("fp_rate", 0.0))
         tbl.add_row(name, row["kind"], str(row["n"]), f"{val:.3f}")
-    console.print(tbl)
+    stdout.print(tbl)
     cm = m.get("campaigns")
     if cm and cm.get("ari") is not None:
-        console.print(
+        stdout.print(
             f"campaigns: ARI {cm['ari']:.3f} against the true campaigns, "
             f"{100 * (cm['campaigns_detected'] or 0):.0f}% of true campaigns found; recall at "
             f"{100 * cm['fpr']:g}% FPR {cm['recall_without']:.3f} -> {cm['recall_with']:.3f} "
@@ -385,7 +500,7 @@ def print_metrics(m: dict[str, Any]) -> None:
         )
     ttd = m.get("time_to_detect")
     if ttd and ttd.get("median_hours") is not None:
-        console.print(
+        stdout.print(
             f"time to detect: median {ttd['median_hours']:.1f} h, "
             f"{ttd['median_requests']:.0f} requests; {100 * ttd['detected_share']:.0f}% "
             "of attackers detected",
@@ -393,66 +508,201 @@ def print_metrics(m: dict[str, Any]) -> None:
         )
 
 
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value)
+
+
+def _print_json(doc: dict[str, Any]) -> None:
+    """One JSON document on stdout, nothing else (no Rich wrapping or markup)."""
+    import sys
+
+    sys.stdout.write(json.dumps(doc, indent=2, default=_json_default) + "\n")
+    sys.stdout.flush()
+
+
+# the account columns of --format json (those the audit wrote; context ones when present)
+JSON_ACCOUNT_COLUMNS = (
+    "account_id",
+    "score",
+    "severity",
+    "flagged",
+    "action",
+    "action_why",
+    "campaign_id",
+    "reasons",
+    "requests",
+    "first_seen",
+    "last_seen",
+    "n_ips",
+    "n_ip_prefixes",
+    "n_api_keys",
+    "n_user_agents",
+    "top_ips",
+    "top_ip_prefixes",
+    "top_api_keys",
+    "top_user_agents",
+)
+JSON_CAMPAIGN_COLUMNS = (
+    "campaign_id",
+    "score",
+    "severity",
+    "suspicious",
+    "action",
+    "action_why",
+    "n_members",
+    "n_flagged",
+    "requests",
+    "first_seen",
+    "last_seen",
+    "evidence",
+    "members",
+)
+
+
+def audit_document(result: AuditResult, top: int, with_paths: bool = True) -> dict[str, Any]:
+    """``--format json``: the audit's summary, the accounts per severity band and suggested
+    action, the ``top`` accounts by score and the ``top`` campaigns (suspicious first), and
+    the paths of the outputs."""
+    from detector.calibration import score_reading, score_text
+    from detector.report.rows import action_counts, severity_counts
+
+    table = result.accounts
+    accounts = [
+        {**row, "score_text": score_text(row["score"]), "reading": score_reading(row["score"])}
+        for row in table.head(max(top, 0))
+        .select([c for c in JSON_ACCOUNT_COLUMNS if c in table.columns])
+        .iter_rows(named=True)
+    ]
+    doc: dict[str, Any] = {
+        "summary": result.summary,
+        "severity": dict(severity_counts(table)),
+        "actions": dict(action_counts(table)),
+        "accounts": accounts,
+        "campaigns": [],
+    }
+    camps = _campaign_table(result)
+    if camps is not None:
+        doc["campaigns"] = (
+            camps.head(max(top, 0))
+            .select([c for c in JSON_CAMPAIGN_COLUMNS if c in camps.columns])
+            .to_dicts()
+        )
+    if with_paths:
+        doc["outputs"] = {k: str(v) for k, v in result.paths.items()}
+    return doc
+
+
+def _campaign_table(result: AuditResult) -> pl.DataFrame | None:
+    """The campaigns with severity and suggested action, suspicious ones first, by score."""
+    from detector.triage import campaign_actions
+
+    if result.campaigns is None or result.campaigns.height == 0:
+        return None
+    return campaign_actions(result.campaigns, result.accounts).sort(
+        ["suspicious", "score"], descending=True, nulls_last=True
+    )
+
+
+def show_audit(result: AuditResult, top: int, fmt: OutputFormat = OutputFormat.text) -> None:
+    """An audit's results on stdout: tables for people, or one JSON document."""
+    if fmt is OutputFormat.json:
+        _print_json(audit_document(result, top))
+        return
+    print_audit(result, top)
+    stdout.print(f"\nreport: {result.paths['report']}", highlight=False, soft_wrap=True)
+
+
+def _shorten(text: str, lines: int, reserved: int = 36) -> str:
+    """``text`` cut to about ``lines`` lines of the column left after ``reserved`` columns."""
+    width = max(stdout.width - reserved, 30)
+    return textwrap.shorten(text, width=width * lines, placeholder=" …")
+
+
 def print_audit(result: AuditResult, top: int) -> None:
+    """The audit in three short sections: what was flagged and how sure, each suspicious
+    campaign once, and the strongest accounts outside campaigns (then the metrics, with
+    labels)."""
     from detector.calibration import score_text
 
     table, summary = result.accounts, result.summary
-    flagged = table.filter(pl.col("flagged"))
     cal = summary["calibration"]
     expected = cal["expected_normal_flagged"]
-    console.print(
-        f"{summary['n_accounts']:,} accounts, {summary['n_events']:,} events: "
-        f"{summary['n_flagged']:,} flagged (score >= {score_text(cal['threshold'])}: the top "
-        f"{100 * cal['target_fpr']:g} % of the {cal['n_reference']:,} reference accounts, "
-        f"{cal['reference']}); normal accounts expected among them: at most about "
-        f"{expected['estimate']:.1f} (95 % interval {expected['interval_95'][0]}-"
-        f"{expected['interval_95'][1]})",
+    camps = _campaign_table(result)
+    suspicious = camps.filter(pl.col("suspicious")) if camps is not None else pl.DataFrame()
+    susp_ids = suspicious["campaign_id"].to_list() if suspicious.height else []
+    in_susp = pl.col("campaign_id").is_in(pl.Series(susp_ids, dtype=pl.String).implode())
+    solo = table.filter(~in_susp.fill_null(False))
+    n_flagged = summary["n_flagged"]
+    n_solo_flagged = int(solo["flagged"].sum())
+    stdout.print(
+        f"{summary['n_accounts']:,} accounts, {summary['n_events']:,} requests: "
+        f"[bold]{n_flagged:,} flagged[/] ({n_flagged - n_solo_flagged:,} in "
+        f"{int((suspicious['n_flagged'] > 0).sum()) if suspicious.height else 0} campaigns, "
+        f"{n_solo_flagged:,} on their own) at score >= {cal['threshold']:g}, the top "
+        f"{100 * cal['target_fpr']:g} % of normal accounts ({cal['n_reference']:,} reference "
+        "accounts)",
+        highlight=False,
+    )
+    stdout.print(
+        f"estimated false positives among them: {expected['estimate']:.1f} or fewer normal "
+        f"accounts (95 % interval {expected['interval_95'][0]}-{expected['interval_95'][1]})",
         highlight=False,
     )
     if cal.get("measured_normal_flagged"):
         m = cal["measured_normal_flagged"]
-        console.print(
+        stdout.print(
             f"against the labels: {m['count']} of {m['of']:,} normal accounts flagged "
             f"({100 * (m['rate'] or 0):.2f} %, target {100 * cal['target_fpr']:g} %)",
             highlight=False,
         )
     if cal.get("note"):
         console.print(f"[yellow]note:[/] {cal['note']}", highlight=False)
-    # the flagged accounts first; when fewer than `top` are flagged (a small log), the highest
-    # scores after them, so that the ranking is there to read either way
-    shown = table.head(max(top, 0))
-    title = (
-        f"top {shown.height} flagged accounts"
-        if flagged.height >= shown.height
-        else f"top {shown.height} accounts by score ({flagged.height} flagged)"
-    )
-    tbl = Table(title=title, show_lines=True)
-    tbl.add_column("account")
-    tbl.add_column("score", justify="right")
-    tbl.add_column("campaign")
-    tbl.add_column("reasons")
-    for row in shown.iter_rows(named=True):
-        tbl.add_row(
-            row["account_id"] + ("" if row["flagged"] else "\n(not flagged)"),
-            score_text(row["score"]),
-            row["campaign_id"] or "—",
-            "\n".join(r.split(" — ")[0] for r in row["reasons"])
-            or "(combination of moderate signals)",
+    if suspicious.height:
+        n_linked = camps.height - suspicious.height if camps is not None else 0
+        ctbl = Table(
+            title=f"suspicious campaigns: {suspicious.height}"
+            + (
+                f" (and {n_linked} linked group{'s' if n_linked != 1 else ''} not suspicious: "
+                "see the report)"
+                if n_linked
+                else ""
+            ),
+            box=box.SIMPLE_HEAD,
+            title_justify="left",
         )
-    console.print(tbl)
-    camps = result.campaigns
-    if camps is not None and camps.height:
-        ctbl = Table(title="campaigns (linked accounts)", show_lines=True)
-        for col in ("campaign", "score", "accounts", "evidence"):
-            ctbl.add_column(col, justify="right" if col in ("score", "accounts") else "left")
-        for row in camps.sort("score", descending=True).head(top).iter_rows(named=True):
+        for col in ("score", "severity", "action", "campaign"):
+            ctbl.add_column(col, justify="right" if col == "score" else "left")
+        for row in suspicious.head(max(top, 0)).iter_rows(named=True):
+            headline = row["evidence"][0] if row["evidence"] else ""
             ctbl.add_row(
-                row["campaign_id"],
                 score_text(row["score"]),
-                str(row["n_members"]),
-                "\n".join(row["evidence"]),
+                row["severity"] or "—",
+                row["action"] or "—",
+                f"[bold]{row['campaign_id']}[/] · {row['n_members']} accounts, "
+                f"{row['n_flagged']} flagged\n{_shorten(headline, 2)}",
             )
-        console.print(ctbl)
+        stdout.print(ctbl)
+    atbl = Table(
+        title="strongest accounts outside campaigns"
+        + ("" if n_solo_flagged else " (none flagged)"),
+        box=box.SIMPLE_HEAD,
+        title_justify="left",
+    )
+    for col in ("score", "severity", "action", "account"):
+        atbl.add_column(col, justify="right" if col == "score" else "left")
+    for row in solo.head(max(top, 0)).iter_rows(named=True):
+        reasons = [r for r in row["reasons"] if not r.startswith("linked to campaign")]
+        first = reasons[0].split(" — ")[0] if reasons else "a combination of moderate signals"
+        requests = f" · {row['requests']:,} requests" if row.get("requests") is not None else ""
+        atbl.add_row(
+            score_text(row["score"]),
+            row.get("severity") or "—",
+            row.get("action") or "—",
+            f"[bold]{row['account_id']}[/]{requests}\n{_shorten(first, 2)}",
+        )
+    stdout.print(atbl)
     if "metrics" in summary:
         print_metrics(summary["metrics"])
 
@@ -463,7 +713,7 @@ def demo(
         Path | None, typer.Option(help="Keep the outputs here (default: a temporary folder).")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the audited day (training uses seed+1).")] = 2,
-    top: Annotated[int, typer.Option(help="Flagged accounts to print.")] = 12,
+    top: TopOpt = TOP_DEFAULT,
 ) -> None:
     """Generate the demo scenario, train on one day, audit another, show what was caught."""
     import tempfile
@@ -495,7 +745,9 @@ def demo(
         progress=stage,
     )
     print_audit(result, top)
-    console.print(f"\nreport: {result.paths['report']}\noutputs: {base}", highlight=False)
+    stdout.print(
+        f"\nreport: {result.paths['report']}\noutputs: {base}", highlight=False, soft_wrap=True
+    )
 
 
 @app.command()
@@ -544,7 +796,7 @@ def replay(
         counts = do_replay(logs, url, rate=rate, batch_size=batch_size, token=token, progress=True)
     except (EventSchemaError, FileNotFoundError, ReplayError) as exc:
         raise _fail(str(exc)) from None
-    console.print(
+    stdout.print(
         f"{counts['events']:,} events in {counts['batches']:,} batches: "
         f"{counts['accepted']:,} accepted, {counts['duplicates']:,} duplicates, "
         f"{counts['rejected']:,} rejected ({counts['events_per_s']:,.0f} events/s)",

@@ -123,8 +123,9 @@ def test_small_log_says_what_it_cannot_resolve_without_warnings(tmp_path: Path) 
     assert "Warning" not in out and "All-NaN" not in out
     assert "reference accounts: the smallest false-positive rate they can resolve is" in out
     assert "--target-fpr" in out
-    assert "accounts by score (0 flagged)" in out
+    assert "strongest accounts outside campaigns (none flagged)" in run.stdout
     ranked = pl.read_parquet(tmp_path / "audit" / "accounts.parquet")
     labels = pl.read_parquet(tmp_path / "labels.parquet")
     top = ranked.head(1).join(labels, on="account_id")["archetype"].to_list()
     assert top == ["bulk_distiller"]  # the ranking is there to read
+    assert ranked["account_id"][0] in run.stdout

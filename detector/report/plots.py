@@ -1,5 +1,15 @@
 """Figures of the audit report, drawn on matplotlib ``Figure`` objects with the Agg canvas
-(no pyplot, no global state) and returned as base64 PNG. Used by :mod:`detector.report`."""
+(no pyplot, no global state) and returned as base64 PNG. Used by :mod:`detector.report.html`.
+
+- :func:`rank_figure`: every account's score against its rank, on the scale of the plain reading
+  ("1 in N normal accounts"), with the severity bands and the flag threshold: where the flagged
+  accounts stand and how far the rest are from the line.
+- :func:`activity_figure`: a campaign's (or one account's) requests per hour, member by
+  member: coordinated accounts switch on and off together.
+- :func:`archetype_figure`: with labels, recall per attack archetype and false-positive rate
+  per normal archetype.
+- :func:`features_figure`: flagged vs. other accounts, feature by feature.
+"""
 
 from __future__ import annotations
 
@@ -7,143 +17,51 @@ import base64
 import io
 import math
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
+import matplotlib.dates as mdates
 import numpy as np
 import numpy.typing as npt
 import polars as pl
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.collections import LineCollection
+from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from matplotlib.ticker import NullLocator
+from matplotlib.ticker import FixedLocator, NullLocator
 
-MAX_TABLE_ROWS = 100
+from detector.report.fmt import fmt, pct
+from detector.severity import SEVERITY_BANDS
+
 MAX_FEATURE_PANELS = 9
-MAX_NETWORK_NODES = 400
-MAX_NETWORK_EDGES = 4_000
-MAX_MEMBERS_SHOWN = 10
 # Histograms of more rows than this are drawn from a seeded sample of the larger group.
 MAX_HIST_ROWS = 50_000
+# the rank figure draws the highest-ranked accounts up to this many
+MAX_RANKED = 5_000
+# activity heatmaps: at most this many member rows are drawn (the most active)
+MAX_ACTIVITY_ROWS = 400
 DPI = 96
-NETWORK_WIDTH = 9.5
-MAX_LEGEND_ENTRIES = 12
-# 20 distinguishable campaign colours (Tableau 10, then matplotlib tab10).
-PALETTE = [
-    "#4e79a7",
-    "#f28e2b",
-    "#e15759",
-    "#76b7b2",
-    "#59a14f",
-    "#edc948",
-    "#b07aa1",
-    "#ff9da7",
-    "#9c755f",
-    "#bab0ac",
-    "#1f77b4",
-    "#ff7f0e",
-    "#2ca02c",
-    "#d62728",
-    "#9467bd",
-    "#8c564b",
-    "#e377c2",
-    "#7f7f7f",
-    "#bcbd22",
-    "#17becf",
-]
-NETWORK_ASPECT = 1.5
 
 C_NORMAL = "#4c78a8"
 C_ATTACK = "#e45756"
 C_UNLABELLED = "#9d9d9d"
 C_FLAGGED = "#e45756"
 C_OTHER = "#4c78a8"
+C_CAMPAIGN = "#b42318"
+C_SOLO = "#f28e2b"
+C_BAND = {"critical": "#fde8e7", "high": "#fff1e0", "elevated": "#fdf8e1"}
 
 FloatArray = npt.NDArray[np.float64]
 
 
-# --------------------------------------------------------------------------------------------
-# formatting helpers
-# --------------------------------------------------------------------------------------------
-
-
-def _is_missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
-def _fmt(value: Any) -> str:
-    """A number or value for a table cell: thousands separators, about 3 significant digits."""
-    if _is_missing(value):
-        return "—"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        if math.isinf(value):
-            return "∞" if value > 0 else "−∞"
-        if value != 0 and value.is_integer() and abs(value) < 1e15:
-            return f"{int(value):,}"
-        if abs(value) >= 1000:
-            return f"{value:,.0f}"
-        if abs(value) >= 10:
-            return f"{value:.1f}"
-        return f"{value:.3g}"
-    if isinstance(value, list | tuple):
-        return ", ".join(_fmt(v) for v in value)
-    return str(value)
-
-
-def _pct(value: Any) -> str:
-    """A share or rate (0-1) as a percentage."""
-    if _is_missing(value):
-        return "—"
-    v = float(value) * 100.0
-    if v == 0:
-        return "0%"
-    return f"{v:.3g}%"
-
-
-_SHARE_WORDS = ("share", "rate", "recall", "precision", "fpr", "fraction", "purity")
-
-
-def _fmt_keyed(key: str, value: Any) -> str:
-    """Format ``value`` as a percentage when ``key`` names a share or rate."""
-    if isinstance(value, float) and any(w in key.lower() for w in _SHARE_WORDS):
-        return _pct(value)
-    return _fmt(value)
-
-
-def _short(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _humanize(key: str) -> str:
-    return key.replace("_", " ")
-
-
-def _as_float(value: Any) -> float | None:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(out) else out
-
-
-# --------------------------------------------------------------------------------------------
-# figures
-# --------------------------------------------------------------------------------------------
-
-
-def _new_figure(width: float, height: float, constrained: bool = True) -> Figure:
+def new_figure(width: float, height: float, constrained: bool = True) -> Figure:
     fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained" if constrained else None)
     FigureCanvasAgg(fig)
     return fig
 
 
-def _png_b64(fig: Figure) -> str:
+def png_b64(fig: Figure) -> str:
     """Encode ``fig`` as base64 PNG and release it."""
     try:
         buf = io.BytesIO()
@@ -153,71 +71,174 @@ def _png_b64(fig: Figure) -> str:
         fig.clear()
 
 
-def _finite(values: FloatArray) -> FloatArray:
-    return values[np.isfinite(values)]
-
-
-def _sample(values: FloatArray, limit: int, seed: int = 0) -> FloatArray:
+def sample(values: FloatArray, limit: int, seed: int = 0) -> FloatArray:
     if values.size <= limit:
         return values
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(values, size=limit, replace=False))
 
 
-def _score_figure(
-    scores: FloatArray, groups: list[tuple[str, FloatArray, str]], threshold: float | None
+def _rarity(scores: FloatArray) -> FloatArray:
+    """Score -> "1 in N normal accounts" (N = 1 / share at least as high), bounded."""
+    share = np.clip((100.0 - scores) / 100.0, 1e-12, 1.0)
+    return np.asarray(1.0 / share, dtype=np.float64)
+
+
+def _one_in(n: float) -> str:
+    return f"1 in {n:,.0f}" if n >= 10 else f"1 in {n:.2g}"
+
+
+def rank_figure(
+    scores: FloatArray,
+    group: Sequence[str],
+    threshold: float | None,
+    normal: npt.NDArray[np.bool_] | None = None,
 ) -> str:
-    """Histogram of all scores, log y, threshold line; ``groups`` stacked when given."""
-    fig = _new_figure(9.5, 3.6)
+    """Score against rank (both log scales), highest first. ``scores`` sorted descending;
+    ``group[i]`` is ``"campaign"`` (member of a suspicious campaign), ``"solo"`` or ``"other"``;
+    ``normal`` marks accounts labelled normal (drawn as crosses when given)."""
+    n = min(len(scores), MAX_RANKED)
+    y = _rarity(scores[:n])
+    x = np.arange(1, n + 1, dtype=np.float64)
+    kinds = np.asarray(list(group[:n]), dtype=object)
+    fig = new_figure(9.5, 3.4)
     ax = fig.add_subplot()
-    finite = _finite(scores)
-    lo = min(0.0, float(finite.min())) if finite.size else 0.0
-    hi = max(100.0, float(finite.max())) if finite.size else 100.0
-    bins = np.linspace(lo, hi, 51)
-    if not groups:
-        groups = [("accounts", finite, C_NORMAL)]
-    # Stacked bars as filled stairs: far fewer artists than one patch per bar. Zero is drawn at
-    # 0.5, just below the visible range of the log axis.
-    below = 0.5
-    cum = np.zeros(bins.size - 1)
-    for name, values, colour in groups:
-        counts, _ = np.histogram(_finite(values), bins=bins)
-        ax.stairs(
-            np.maximum(cum + counts, below),
-            bins,
-            baseline=np.maximum(cum, below),
-            fill=True,
-            color=colour,
-            label=f"{name} ({values.size:,})",
+    top = max(float(y.max()) * 3 if n else 10.0, 2000.0)
+    bounds = [(name, 100.0 / (100.0 - lower)) for name, lower in SEVERITY_BANDS]
+    upper = top
+    for name, low in bounds:
+        ax.axhspan(low, upper, color=C_BAND[name], zorder=0)
+        ax.text(
+            1.0,
+            low,
+            f" {name}",
+            transform=ax.get_yaxis_transform(),
+            fontsize=8,
+            va="bottom",
+            ha="left",
+            color="#8a5a00",
+            clip_on=False,
         )
-        cum = cum + counts
-    # Thin white separators between bars, as a histogram would have.
-    heights = np.where(cum > 0, cum, below)
-    ax.vlines(bins[1:-1], below, np.fmax(heights[:-1], heights[1:]), colors="white", lw=0.4)
-    ax.set_yscale("log")
-    ax.set_ylim(bottom=0.7)
+        upper = low
+    styles = (
+        ("other", C_UNLABELLED, "other accounts", 6),
+        ("solo", C_SOLO, "accounts on their own", 14),
+        ("campaign", C_CAMPAIGN, "members of suspicious campaigns", 14),
+    )
+    for key, colour, label, size in styles:
+        m = kinds == key
+        if m.any():
+            ax.scatter(
+                x[m],
+                y[m],
+                s=size,
+                color=colour,
+                label=f"{label} ({int(m.sum()):,})",
+                linewidths=0,
+                zorder=2,
+            )
+    if normal is not None:
+        nm = np.asarray(normal[:n], dtype=bool) & (kinds != "other")
+        if nm.any():
+            ax.scatter(
+                x[nm],
+                y[nm],
+                s=28,
+                marker="x",
+                color="black",
+                zorder=3,
+                label=f"labelled normal ({int(nm.sum()):,})",
+            )
     if threshold is not None:
-        ax.axvline(
-            threshold,
+        t = float(_rarity(np.array([threshold]))[0])
+        ax.axhline(
+            t,
             color="black",
             linestyle="--",
-            linewidth=1.2,
-            label=f"threshold {_fmt(threshold)}",
+            linewidth=1.1,
+            zorder=1,
+            label=f"flag threshold {fmt(threshold)} ({_one_in(t)})",
         )
-    ax.set_xlabel("score (0–100, higher = more suspicious)")
-    ax.set_ylabel("accounts (log scale)")
-    ax.set_xlim(lo, hi)
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncols=4, fontsize=9, frameon=False)
-    return _png_b64(fig)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(0.8, max(n, 10) * 1.25)
+    ax.set_ylim(1.0, top)
+    ticks = [10.0**k for k in range(0, int(math.log10(top)) + 1)]
+    ax.yaxis.set_major_locator(FixedLocator(ticks))
+    ax.yaxis.set_minor_locator(NullLocator())
+    ax.yaxis.set_major_formatter(lambda v, _pos: "any" if v <= 1 else _one_in(v))
+    ax.xaxis.set_major_formatter(lambda v, _pos: f"{v:,.0f}")
+    ax.set_xlabel("rank (1 = highest score)")
+    ax.set_ylabel("as rare as (normal accounts)")
+    ax.grid(alpha=0.25, which="major")
+    ax.legend(loc="upper right", fontsize=8, frameon=False)
+    return png_b64(fig)
 
 
-def _archetype_figure(rows: list[dict[str, Any]]) -> str:
+def activity_figure(
+    rows: Sequence[tuple[str, Sequence[dict[str, Any]]]], start: datetime, end: datetime
+) -> str | None:
+    """Requests per hour: total on top, one heat row per account below (``rows``: account id
+    and its ``hourly_requests``, see :mod:`detector.context`), over ``start``-``end``; the
+    :data:`MAX_ACTIVITY_ROWS` most active accounts when there are more."""
+    start = start.replace(minute=0, second=0, microsecond=0)
+    n_hours = max(int((end - start).total_seconds() // 3600) + 1, 1)
+    ranked = sorted(rows, key=lambda r: -sum(int(h["requests"]) for h in r[1] or []))
+    shown = ranked[:MAX_ACTIVITY_ROWS]
+    grid = np.zeros((len(shown), n_hours), dtype=np.float64)
+    for i, (_, hours) in enumerate(shown):
+        for h in hours or []:
+            k = int((h["hour"] - start).total_seconds() // 3600)
+            if 0 <= k < n_hours:
+                grid[i, k] += float(h["requests"])
+    if not grid.any():
+        return None
+    total = np.zeros(n_hours)
+    for _, hours in ranked:
+        for h in hours or []:
+            k = int((h["hour"] - start).total_seconds() // 3600)
+            if 0 <= k < n_hours:
+                total[k] += float(h["requests"])
+    x0 = mdates.date2num(start)
+    x1 = mdates.date2num(start + timedelta(hours=n_hours))
+    heat_h = min(0.35 + 0.08 * len(shown), 3.2)
+    fig = new_figure(9.5, 1.3 + heat_h)
+    ax_t, ax_h = fig.subplots(2, 1, sharex=True, height_ratios=[1.0, heat_h])
+    centres = mdates.date2num([start + timedelta(hours=k) for k in range(n_hours)])
+    ax_t.bar(centres, total, width=1 / 24, align="edge", color=C_CAMPAIGN, linewidth=0)
+    ax_t.set_ylabel("requests\n/ hour", fontsize=8)
+    ax_t.tick_params(labelsize=7)
+    ax_t.grid(axis="y", alpha=0.3)
+    masked = np.ma.masked_equal(grid, 0.0)
+    img = ax_h.imshow(
+        masked,
+        aspect="auto",
+        interpolation="nearest",
+        cmap="YlOrRd",
+        norm=LogNorm(vmin=1, vmax=max(float(grid.max()), 2.0)),
+        extent=(x0, x1, len(shown), 0),
+    )
+    ax_h.set_facecolor("#f6f8fa")
+    ax_h.set_yticks([])
+    label = "accounts" if len(shown) == len(rows) else f"{len(shown)} most active of {len(rows)}"
+    ax_h.set_ylabel(label if len(shown) > 1 else "", fontsize=8)
+    ax_h.xaxis_date()
+    locator = mdates.AutoDateLocator()
+    ax_h.xaxis.set_major_locator(locator)
+    ax_h.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    ax_h.tick_params(labelsize=7)
+    bar = fig.colorbar(img, ax=ax_h, pad=0.01, fraction=0.03)
+    bar.ax.tick_params(labelsize=7)
+    bar.set_label("requests / hour", fontsize=7)
+    return png_b64(fig)
+
+
+def archetype_figure(rows: list[dict[str, Any]]) -> str:
     """Two horizontal bar panels: recall per attack archetype, FP rate per normal archetype."""
     attacks = sorted((r for r in rows if r["kind"] == "attack"), key=lambda r: r["rate"])
     normals = sorted((r for r in rows if r["kind"] != "attack"), key=lambda r: r["rate"])
     n_bars = max(len(attacks), len(normals), 1)
-    fig = _new_figure(10.5, 0.9 + 0.32 * n_bars)
+    fig = new_figure(10.5, 0.9 + 0.32 * n_bars)
     ax_a, ax_n = fig.subplots(1, 2)
     panels: list[tuple[Axes, list[dict[str, Any]], str, str]] = [
         (ax_a, attacks, "recall per attack archetype", C_ATTACK),
@@ -235,14 +256,24 @@ def _archetype_figure(rows: list[dict[str, Any]]) -> str:
         ax.barh(y, rates, color=colour, height=0.7)
         ax.set_yticks(y, names, fontsize=8)
         ax.set_ylim(-0.6, n_bars - 0.4)
-        top = 1.0 if colour == C_ATTACK else max(float(rates.max()) * 1.3, 0.001)
-        ax.set_xlim(0, top * (1.18 if colour == C_ATTACK else 1.0))
+        # rates are shares: the axis ends at 100 % at most (labels of long bars go inside)
+        top = 1.0 if colour == C_ATTACK else min(max(float(rates.max()) * 1.3, 0.001), 1.0)
+        ax.set_xlim(0, top)
         ax.xaxis.set_major_formatter(lambda v, _pos: f"{v * 100:.3g}%")
         ax.tick_params(axis="x", labelsize=8)
         ax.grid(axis="x", alpha=0.3)
         for yi, rate in zip(y, rates, strict=True):
-            ax.text(float(rate), float(yi), f" {_pct(rate)}", va="center", fontsize=7.5)
-    return _png_b64(fig)
+            inside = rate > 0.8 * top
+            ax.text(
+                float(rate),
+                float(yi),
+                f"{pct(rate)} " if inside else f" {pct(rate)}",
+                va="center",
+                ha="right" if inside else "left",
+                color="white" if inside else "black",
+                fontsize=7.5,
+            )
+    return png_b64(fig)
 
 
 def _feature_panel(
@@ -258,7 +289,7 @@ def _feature_panel(
     elif both.size == 0:
         note = "no values"
     elif float(both.min()) == float(both.max()):
-        note = f"constant = {_fmt(float(both[0]))}"
+        note = f"constant = {fmt(float(both[0]))}"
     if note is not None:
         ax.text(0.5, 0.5, note, ha="center", va="center", color="#666", transform=ax.transAxes)
         ax.set_xticks([])
@@ -285,7 +316,7 @@ def _feature_panel(
     return True
 
 
-def _features_figure(
+def features_figure(
     accounts: pl.DataFrame, features: Sequence[str], flagged: npt.NDArray[np.bool_]
 ) -> str:
     n = len(features)
@@ -293,7 +324,7 @@ def _features_figure(
     rows = math.ceil(n / cols)
     # Fixed margins (in inches) rather than constrained layout: much faster for many panels.
     width, height = 3.6 * cols, 2.3 * rows + 0.5
-    fig = _new_figure(width, height, constrained=False)
+    fig = new_figure(width, height, constrained=False)
     fig.subplots_adjust(
         left=0.65 / width,
         right=1 - 0.2 / width,
@@ -312,7 +343,7 @@ def _features_figure(
             values = np.full(accounts.height, np.nan)
         ok = np.isfinite(values)
         f_vals = values[ok & flagged]
-        n_vals = _sample(values[ok & ~flagged], MAX_HIST_ROWS)
+        n_vals = sample(values[ok & ~flagged], MAX_HIST_ROWS)
         drawn = _feature_panel(ax, name, f_vals, n_vals, missing=name not in accounts.columns)
         if drawn and i % cols == 0:
             ax.set_ylabel("share of group", fontsize=8)
@@ -339,189 +370,4 @@ def _features_figure(
         fontsize=9,
         frameon=False,
     )
-    return _png_b64(fig)
-
-
-def _grid_cols(n_groups: int, aspect: float = NETWORK_ASPECT) -> int:
-    """Columns of a grid of ``n_groups`` cells that best fills a width/height ``aspect``."""
-    return max(1, min(n_groups, math.ceil(math.sqrt(n_groups * aspect))))
-
-
-def _circular_layout(groups: list[tuple[str, list[str]]]) -> dict[str, tuple[float, float]]:
-    """Each campaign on its own circle; circles on a grid, radius growing with member count."""
-    pos: dict[str, tuple[float, float]] = {}
-    if not groups:
-        return pos
-    cols = _grid_cols(len(groups))
-    biggest = max(len(m) for _, m in groups)
-    for gi, (_, members) in enumerate(groups):
-        cx, cy = float(gi % cols), -float(gi // cols)
-        if len(members) == 1:
-            pos[members[0]] = (cx, cy)
-            continue
-        radius = 0.42 * math.sqrt(len(members) / biggest)
-        for k, node in enumerate(members):
-            angle = 2 * math.pi * k / len(members)
-            pos[node] = (cx + radius * math.cos(angle), cy + radius * math.sin(angle))
-    return pos
-
-
-def _spring_layout(
-    nodes: list[str], edges: list[tuple[str, str, float]]
-) -> dict[str, tuple[float, float]] | None:
-    try:
-        import networkx as nx
-    except ImportError:
-        return None
-    graph = nx.Graph()
-    graph.add_nodes_from(nodes)
-    graph.add_weighted_edges_from(edges)
-    layout = nx.spring_layout(graph, seed=0, weight="weight")
-    return {str(k): (float(v[0]), float(v[1])) for k, v in layout.items()}
-
-
-def _network_figure(
-    links: pl.DataFrame,
-    node_campaign: dict[str, str | None],
-    campaign_order: list[str],
-) -> tuple[str, int, int, int, int]:
-    """Linkage picture; returns (png, nodes shown, nodes total, edges shown, edges total)."""
-    edges_df = links.select(
-        pl.col("src").cast(pl.String),
-        pl.col("dst").cast(pl.String),
-        (
-            pl.col("weight").cast(pl.Float64, strict=False)
-            if "weight" in links.columns
-            else pl.lit(1.0)
-        )
-        .fill_null(1.0)
-        .alias("weight"),
-        (
-            pl.col("campaign_id").cast(pl.String)
-            if "campaign_id" in links.columns
-            else pl.lit(None, dtype=pl.String)
-        ).alias("campaign_id"),
-    ).drop_nulls(["src", "dst"])
-    edge_rows = edges_df.rows()
-    # Each node's campaign: the account table's, else the first edge that names one.
-    camp: dict[str, str | None] = {}
-    strength: dict[str, float] = {}
-    for src, dst, w, cid in edge_rows:
-        for node in (src, dst):
-            if node not in camp or camp[node] is None:
-                camp[node] = node_campaign.get(node) or cid
-            strength[node] = strength.get(node, 0.0) + float(w)
-    total_nodes, total_edges = len(camp), len(edge_rows)
-    rank = {c: i for i, c in enumerate(campaign_order)}
-    by_group: dict[str, list[str]] = {}
-    for node, cid in camp.items():
-        by_group.setdefault(cid if cid is not None else "(none)", []).append(node)
-    ordered = sorted(
-        by_group.items(),
-        key=lambda kv: (rank.get(kv[0], len(rank) + (kv[0] == "(none)")), -len(kv[1]), kv[0]),
-    )
-    chosen: list[tuple[str, list[str]]] = []
-    budget = MAX_NETWORK_NODES
-    for cid, members in ordered:
-        members = sorted(members, key=lambda n: (-strength[n], n))
-        if len(members) > budget:
-            if chosen:
-                continue
-            members = members[:budget]
-        chosen.append((cid, sorted(members)))
-        budget -= len(members)
-        if budget <= 0:
-            break
-    keep = {n for _, m in chosen for n in m}
-    shown_edges = [(s, d, float(w)) for s, d, w, _ in edge_rows if s in keep and d in keep]
-    shown_edges.sort(key=lambda e: -e[2])
-    shown_edges = shown_edges[:MAX_NETWORK_EDGES]
-    nodes = [n for _, m in chosen for n in m]
-    spring = _spring_layout(nodes, shown_edges)
-    pos = spring or _circular_layout(chosen)
-    height = 6.5
-    if spring is None and chosen:
-        # Fit the figure to the grid of circles (plus room for the legend on the right).
-        cols = _grid_cols(len(chosen))
-        rows = math.ceil(len(chosen) / cols)
-        height = min(8.0, max(2.6, (NETWORK_WIDTH - 2.2) * rows / cols))
-    fig = _new_figure(NETWORK_WIDTH, height)
-    ax = fig.add_subplot()
-    if shown_edges:
-        weights = np.array([e[2] for e in shown_edges], dtype=np.float64)
-        wmax = float(weights.max()) or 1.0
-        segments = [(pos[s], pos[d]) for s, d, _ in shown_edges]
-        ax.add_collection(
-            LineCollection(
-                segments,
-                colors="#555555",
-                linewidths=0.3 + 1.5 * weights / wmax,
-                alpha=0.25,
-                zorder=1,
-            )
-        )
-    handles: list[Line2D] = []
-    node_size = 36 if len(nodes) <= 80 else 14
-    cols = _grid_cols(len(chosen))
-    for gi, (cid, members) in enumerate(chosen):
-        colour = C_UNLABELLED if cid == "(none)" else PALETTE[gi % len(PALETTE)]
-        xy = np.array([pos[n] for n in members], dtype=np.float64)
-        ax.scatter(
-            xy[:, 0],
-            xy[:, 1],
-            s=node_size,
-            color=colour,
-            edgecolors="white",
-            linewidths=0.4,
-            zorder=2,
-        )
-        if gi < MAX_LEGEND_ENTRIES:
-            handles.append(
-                Line2D(
-                    [],
-                    [],
-                    marker="o",
-                    linestyle="",
-                    color=colour,
-                    label=f"{_short(cid, 28)} ({len(members)})",
-                )
-            )
-        if spring is None and len(chosen) <= 48:
-            ax.text(
-                float(gi % cols),
-                -float(gi // cols) - 0.47,
-                _short(cid, 18),
-                ha="center",
-                va="top",
-                fontsize=7,
-                color="#333333",
-            )
-    if len(chosen) > MAX_LEGEND_ENTRIES:
-        handles.append(
-            Line2D(
-                [], [], linestyle="", label=(f"… {len(chosen) - MAX_LEGEND_ENTRIES} more campaigns")
-            )
-        )
-    if len(nodes) <= 30:
-        for node in nodes:
-            x, y = pos[node]
-            ax.annotate(node, (x, y), xytext=(3, 3), textcoords="offset points", fontsize=6)
-    ax.autoscale_view()
-    ax.set_aspect("equal", adjustable="datalim")
-    ax.set_axis_off()
-    if handles:
-        ax.legend(
-            handles=handles,
-            loc="upper left",
-            bbox_to_anchor=(1.0, 1.0),
-            fontsize=8,
-            frameon=False,
-            title="campaign (accounts)",
-            title_fontsize=8,
-        )
-    return _png_b64(fig), len(nodes), total_nodes, len(shown_edges), total_edges
-
-
-# --------------------------------------------------------------------------------------------
-# tables
-# --------------------------------------------------------------------------------------------
+    return png_b64(fig)
