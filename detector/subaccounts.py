@@ -6,7 +6,9 @@ archetype), so the *account's* features barely move. But that end customer usual
 IP address or API key. This stage scores each such slice on its own:
 
 1. **Candidates**: accounts with at least ``min_distinct`` distinct values of a slicing column
-   (``ip``, ``api_key_id``). Single-IP / single-key accounts *are* their own slice.
+   (``ip``, ``api_key_id``, and ``end_user_id`` where the log carries the reseller's own
+   customer ids: the one slice that isolates a distiller whose requests share the reseller's
+   NAT with everyone else's). Single-IP / single-key accounts *are* their own slice.
 2. **Slices**: the account's events with that value, when there are at least ``min_events`` of
    them (features of a handful of requests are noise). A slice's id is
    ``"<account>|<column>=<value>"``.
@@ -42,7 +44,11 @@ from detector.models import DistillScorer
 from detector.window import Window
 
 # slicing column -> the account feature that counts its distinct values
-SLICE_COLUMNS = {"ip": "distinct_ips", "api_key_id": "distinct_keys"}
+SLICE_COLUMNS = {
+    "ip": "distinct_ips",
+    "api_key_id": "distinct_keys",
+    "end_user_id": "distinct_end_users",  # the reseller's own customer id, where logged
+}
 MIN_DISTINCT = 10
 MIN_EVENTS = 50
 SLICE_FPR = 0.01  # a slice counts when it alone would be in the top 1 % of the reference

@@ -539,6 +539,18 @@ FEATURES: tuple[Feature, ...] = (
         agg=_distinct("api_key_id"),
         example=Example(tuple({"api_key_id": k} for k in ("k1", "k2", "k3", "k1")), 3.0),
     ),
+    Feature(
+        "distinct_end_users",
+        "none",
+        "distinct end users (end_user_id) behind the account's keys; 0 when the log has none",
+        "context (a reseller or gateway serves many)",
+        "",
+        True,
+        stage="grouped",
+        merge="lower_bound_max",
+        agg=_distinct("end_user_id", nulls=False),
+        example=Example(tuple({"end_user_id": u} for u in ("u1", "u2", "u1", None)), 2.0),
+    ),
     # ---- conversations
     Feature(
         "single_turn_share",
