@@ -288,7 +288,10 @@ class DistillScorer(BaseEstimator):
         self.classifier_ = None
         raw = unsup
         if use_labels and y is not None and y.any() and (~y).any():
-            self.classifier_ = self._new_classifier().fit(x, y)
+            # a feature no account has (content features of a log without text) is a
+            # constant to the classifier: scikit-learn's binning cannot bin a column of NaN
+            blank = np.isnan(x).all(axis=0)
+            self.classifier_ = self._new_classifier().fit(np.where(blank, 0.0, x), y)
             sup = self._sup_logit(x)
             self.sup_center_ = float(np.median(sup[ref]))
             s_spread = float(np.percentile(sup[ref], 75) - np.percentile(sup[ref], 25))

@@ -127,3 +127,25 @@ def test_supervised_mode_uses_labels() -> None:
     assert m.supervised_ and m.n_reference_ == 570
     with pytest.raises(ValueError, match="needs labels"):
         DistillScorer(supervised="always").fit(pop)
+
+
+def test_supervised_fit_on_a_log_without_text() -> None:
+    """A log with no prompt text has no content features at all (every value null): the
+    supervised fit must still train (scikit-learn cannot bin a column of NaN) and rank."""
+    pop = population(400, 3)
+    labels = pl.DataFrame(
+        {"account_id": pop["account_id"], "is_attack": [i % 20 == 0 for i in range(400)]}
+    )
+    pop = pop.with_columns(
+        pl.lit(None, dtype=pl.Float64).alias("cot_rate"),
+        pl.when(labels["is_attack"])
+        .then(pl.col("requests_per_day") * 50)
+        .otherwise(pl.col("requests_per_day"))
+        .alias("requests_per_day"),
+    )
+    m = DistillScorer().fit(pop, labels)
+    assert m.supervised_
+    s = m.score(pop).join(labels, on="account_id")
+    attack = s.filter(pl.col("is_attack"))["score"].median()
+    normal = s.filter(~pl.col("is_attack"))["score"].median()
+    assert attack is not None and normal is not None and attack > normal
