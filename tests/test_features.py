@@ -61,6 +61,17 @@ def test_entropy_normalisers_come_from_their_source() -> None:
     assert a["hour_entropy"] == pytest.approx(1.0, rel=1e-12)
 
 
+def test_one_value_has_entropy_exactly_zero() -> None:
+    """An account whose requests all fall in one topic (a log without prompt text: every
+    request is "other") or one hour has entropy 0.0 exactly, not +-4e-16 of rounding, which
+    the histogram detector binned as if the noise were a spread (and scored at random)."""
+    t0 = datetime(2026, 11, 1, tzinfo=UTC)
+    for n in (6, 22, 23, 49):  # counts at which log(n) - n log(n) / n rounds away from 0
+        ev = make_events([None] * n, ts=[t0 + timedelta(seconds=i) for i in range(n)])
+        a = account_features(ev).collect().row(0, named=True)
+        assert a["topic_entropy"] == 0.0 and a["hour_entropy"] == 0.0
+
+
 def test_exact_values() -> None:
     t0 = datetime(2026, 11, 1, tzinfo=UTC)
     prompts: list[str | None] = [

@@ -181,7 +181,10 @@ def _entropies(counts: pl.Series) -> pl.Series:
         starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))[full]
         total = np.add.reduceat(flat, starts)
         c_log_c = np.add.reduceat(flat * np.log(flat), starts)
-        out[full] = np.log(total) - c_log_c / total
+        # log(c) - c log(c) / c is 0 only up to rounding: one value is exactly 0, and no
+        # entropy is below it (a feature of +-4e-16 noise is binned as if it meant something)
+        h = np.maximum(np.log(total) - c_log_c / total, 0.0)
+        out[full] = np.where(lengths[full] == 1, 0.0, h)
     return pl.Series(counts.name, out, dtype=pl.Float64).fill_nan(None)
 
 
