@@ -29,6 +29,9 @@ from dataclasses import dataclass, replace
 import polars as pl
 from sklearn.base import clone
 
+from detector.campaigns.cohorts import with_cohort_edges
+from detector.campaigns.grouping import PACE, find_campaigns
+from detector.campaigns.pivots import pivot_edges
 from detector.campaigns.scoring import (
     CampaignResult,
     CampaignScorer,
@@ -201,7 +204,47 @@ def score(
     )
 
 
+MAX_PIVOTS = 16  # pivots from a campaign, each from what the previous one grew (until none)
 SliceLift = Callable[[DistillScorer, pl.DataFrame], pl.DataFrame]
+
+
+def _pivoted(
+    base: Links,
+    alone: pl.DataFrame,
+    feats: pl.DataFrame,
+    model: DistillScorer,
+    campaign_scorer: CampaignScorer | None,
+) -> tuple[CampaignResult, Links]:
+    """Campaigns scored on ``base`` links, then extended by the pivots from the suspicious ones
+    (:mod:`detector.campaigns.pivots`) and scored again, as long as a pivot joins anyone; and
+    the links with the pivots' edges. The Spark engine's links hold the evidence of campaign
+    members only (``totals`` set), which a pivot cannot search: there the campaigns stay as
+    linked."""
+    found = score_campaigns(base, alone, feats, model, scorer=campaign_scorer)
+    if base.totals is not None:
+        return found, base
+    scorer = campaign_scorer or CampaignScorer()
+    links = base
+    # a campaign grown by a pivot holds more of its fingerprints: pivot again from it, up to
+    # MAX_PIVOTS times (joiners must be alike its members and at its pace, which keeps a frame
+    # it shares with honest users from bringing those users in)
+    for _ in range(MAX_PIVOTS):
+        extra = pivot_edges(
+            base.evidence,
+            found.campaigns,
+            feats,
+            pace=PACE,
+            band=1.0 + 2.0 * scorer.balanced_cv,
+            weight=scorer.min_weight,
+            min_score=model.threshold_,
+        )
+        if extra.height == 0:
+            break
+        edges = with_cohort_edges(links.edges, extra)
+        assignments, _ = find_campaigns(edges, feats["account_id"], min_weight=scorer.min_weight)
+        links = Links(base.evidence, edges, assignments)
+        found = score_campaigns(links, alone, feats, model, scorer=campaign_scorer)
+    return found, links
 
 
 def score_table(
@@ -229,7 +272,7 @@ def score_table(
     if callable(campaigns):
         progress("linking accounts into campaigns")
         links = campaigns()
-        found = score_campaigns(links, alone, feats, model, scorer=campaign_scorer)
+        found, links = _pivoted(links, alone, feats, model, campaign_scorer)
         left_out: set[str] = set()
         for _ in range(MAX_REFERENCE_ROUNDS if self_fit else 0):
             lifted = set(found.lifted().to_list())
@@ -242,7 +285,8 @@ def score_table(
                 kind=f"accounts not in suspicious campaigns ({len(lifted)} members left out)",
             )
             alone = slices(model, model.score(feats))
-            found = score_campaigns(links, alone, feats, model, scorer=campaign_scorer)
+            # the pivots' links carry over: a round only pivots from what it newly flags
+            found, links = _pivoted(links, alone, feats, model, campaign_scorer)
         return Scored(feats, alone, found.accounts, model, found)
     if campaigns is False or campaigns is True or campaigns.height == 0:
         final = alone.with_columns(pl.lit(None, dtype=pl.String).alias("campaign_id"))

@@ -47,8 +47,13 @@ def _world() -> tuple[pl.DataFrame, pl.DataFrame, int, pl.DataFrame]:
     pace = list(np.exp(rng.normal(3.0, 1.5, n_normal)))  # ordinary paces spread widely
     pace += list(26.0 * np.exp(rng.normal(0.0, 0.08, len(core) + len(hidden))))  # balanced
     pace += [900.0] * len(harness)
-    paces = pl.DataFrame({"account_id": ids, "pace": pace})
-    return _evidence(rows), campaigns, len(ids), paces
+    n_camp = len(core) + len(hidden)
+    table: dict[str, object] = {"account_id": ids, "pace": pace}
+    for f in range(5):  # other account features: the campaign's accounts are alike
+        table[f"f{f}"] = np.concatenate(
+            [rng.normal(3.0, 2.0, n_normal), rng.normal(0.0, 1.0, n_camp), np.zeros(10)]
+        )
+    return _evidence(rows), campaigns, len(ids), pl.DataFrame(table)
 
 
 def test_fingerprints_are_the_campaigns_own_values_not_popular_ones() -> None:
@@ -59,8 +64,8 @@ def test_fingerprints_are_the_campaigns_own_values_not_popular_ones() -> None:
 
 
 def test_accounts_that_write_the_campaigns_frames_join_it_and_others_do_not() -> None:
-    evidence, campaigns, n, paces = _world()
-    edges = pivot_edges(evidence, campaigns, n, paces, weight=1.0)
+    evidence, campaigns, _, feats = _world()
+    edges = pivot_edges(evidence, campaigns, feats, pace="pace", weight=1.0)
     joined = set(edges["src"])
     # every hidden member; no normal account, nor the harness that writes the frames at its
     # own pace
@@ -70,9 +75,16 @@ def test_accounts_that_write_the_campaigns_frames_join_it_and_others_do_not() ->
     assert "suspicious campaign of 60 accounts" in edges["evidence"][0][0]
     # a campaign that does not lift its members is no place to pivot from
     quiet = campaigns.with_columns(pl.lit(0.0).alias("lift"))
-    assert pivot_edges(evidence, quiet, n, paces).height == 0
+    assert pivot_edges(evidence, quiet, feats, pace="pace").height == 0
     unbalanced = campaigns.with_columns(pl.lit(0.0).alias("strength_balance"))
-    assert pivot_edges(evidence, unbalanced, n, paces).height == 0
-    # without the pace test the harness would join: the frames alone do not decide
-    anything = pivot_edges(evidence, campaigns, n, paces, band=1e9)
+    assert pivot_edges(evidence, unbalanced, feats, pace="pace").height == 0
+    # the harness is alike the campaign's accounts but for its pace: without the pace test it
+    # would join (the frames alone do not decide)
+    anything = pivot_edges(evidence, campaigns, feats, pace="pace", band=1e9)
     assert {f"e{i}" for i in range(10)} <= set(anything["src"])
+    # and accounts at its pace that are not alike its members stay out
+    strangers = feats.with_columns(
+        [pl.when(pl.col("account_id").str.starts_with("h")).then(9.0).otherwise(pl.col(f"f{f}"))
+         .alias(f"f{f}") for f in range(5)]
+    )  # fmt: skip
+    assert pivot_edges(evidence, campaigns, strangers, pace="pace").height == 0
