@@ -94,7 +94,9 @@ def alike(
     (``campaign_id, account_id``) ``low``-``high`` quantile range. A feature the candidate or
     the campaign has no value for does not count."""
     cols = [c for c, t in features.schema.items() if c != "account_id" and t.is_numeric()]
-    long = features.select("account_id", *[pl.col(c).cast(pl.Float64) for c in cols]).unpivot(
+    needed = pl.concat([members.select("account_id"), candidates.select("account_id")])
+    long = features.join(needed.unique(), on="account_id", how="semi")
+    long = long.select("account_id", *[pl.col(c).cast(pl.Float64) for c in cols]).unpivot(
         index="account_id", variable_name="feature", value_name="x"
     )
     bands = (
