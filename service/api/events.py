@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 from fastapi import APIRouter, HTTPException, Request, status
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import IngestAccess, MetricsDep, ReadyStateDep, RuntimeDep, SettingsDep
-from service.ingest import BodyError, ingest_body
+from service.ingest import BatchOutcome, BodyError, ingest_body
+from service.metrics import ServiceMetrics
 
 router = APIRouter(prefix="/v1", tags=["events"])
 
@@ -76,6 +79,47 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
+@contextmanager
+def counted_rejections(metrics: ServiceMetrics, reasons: Mapping[int, str]) -> Iterator[None]:
+    """Around an ingest endpoint's reading and ingest: a refused request is counted in
+    ``requests_rejected`` under its ``reasons[status]`` (statuses not named are not counted) or
+    its :class:`BodyError`'s reason, and a :class:`BodyError` becomes its HTTP answer."""
+    try:
+        yield
+    except HTTPException as exc:
+        reason = reasons.get(exc.status_code)
+        if reason is not None:
+            metrics.requests_rejected.labels(reason).inc()
+        raise
+    except BodyError as exc:
+        metrics.requests_rejected.labels(exc.reason).inc()
+        raise HTTPException(exc.status, exc.message) from None
+
+
+def record_ingest(metrics: ServiceMetrics, outcome: BatchOutcome, t0: float) -> None:
+    """An ingested batch's counts in the metrics (``t0``: when the request arrived)."""
+    metrics.record_ingest(
+        outcome.accepted,
+        outcome.duplicates,
+        outcome.rejected,
+        time.perf_counter() - t0,
+        outcome.result.dropped_accounts,
+    )
+
+
+def ingest_response(outcome: BatchOutcome) -> IngestResponse:
+    """The answer of an ingest endpoint for a batch's outcome."""
+    return IngestResponse(
+        accepted=outcome.accepted,
+        duplicates=outcome.duplicates,
+        rejected_lines=len(outcome.rejected),
+        rejected=[
+            RejectedLine(line=p.line, field=p.field, reason=p.reason) for p in outcome.problems
+        ],
+        rejected_not_listed=outcome.not_listed,
+    )
+
+
 @router.post(
     "/events",
     response_model=IngestResponse,
@@ -119,7 +163,13 @@ async def post_events(
     write-ahead log (fsync) before this answers. Events more than `max_future_skew_s` ahead of
     the server clock are rejected (`ts`), as are events older than the window."""
     t0 = time.perf_counter()
-    try:
+    with counted_rejections(
+        metrics,
+        {
+            status.HTTP_413_CONTENT_TOO_LARGE: "too_large",
+            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE: "unsupported_media_type",
+        },
+    ):
         _check_media_type(request)
         assert runtime is not None and runtime.body_slots is not None  # ready implies them
         assert runtime.ingest_slots is not None
@@ -134,28 +184,5 @@ async def post_events(
                     settings.max_rejected_listed,
                 )
             del body
-    except HTTPException as exc:
-        if exc.status_code == status.HTTP_413_CONTENT_TOO_LARGE:
-            metrics.requests_rejected.labels("too_large").inc()
-        elif exc.status_code == status.HTTP_415_UNSUPPORTED_MEDIA_TYPE:
-            metrics.requests_rejected.labels("unsupported_media_type").inc()
-        raise
-    except BodyError as exc:
-        metrics.requests_rejected.labels(exc.reason).inc()
-        raise HTTPException(exc.status, exc.message) from None
-    metrics.record_ingest(
-        outcome.accepted,
-        outcome.duplicates,
-        outcome.rejected,
-        time.perf_counter() - t0,
-        outcome.result.dropped_accounts,
-    )
-    return IngestResponse(
-        accepted=outcome.accepted,
-        duplicates=outcome.duplicates,
-        rejected_lines=len(outcome.rejected),
-        rejected=[
-            RejectedLine(line=p.line, field=p.field, reason=p.reason) for p in outcome.problems
-        ],
-        rejected_not_listed=outcome.not_listed,
-    )
+    record_ingest(metrics, outcome, t0)
+    return ingest_response(outcome)

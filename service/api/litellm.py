@@ -5,27 +5,21 @@ from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, Request, status
 from starlette.concurrency import run_in_threadpool
 
 from service.api.deps import IngestAccess, MetricsDep, ReadyStateDep, RuntimeDep, SettingsDep
-from service.api.events import ErrorResponse, IngestResponse, RejectedLine, _read_body
-from service.ingest import BatchOutcome, BodyError
+from service.api.events import (
+    ErrorResponse,
+    IngestResponse,
+    _read_body,
+    counted_rejections,
+    ingest_response,
+    record_ingest,
+)
 from service.sources import ingest_litellm
 
 router = APIRouter(prefix="/v1/ingest", tags=["sources"])
-
-
-def ingest_response(outcome: BatchOutcome) -> IngestResponse:
-    """The answer of ``POST /v1/events`` for a source's outcome."""
-    return IngestResponse(
-        accepted=outcome.accepted,
-        duplicates=outcome.duplicates,
-        rejected_lines=len(outcome.rejected),
-        rejected=[
-            RejectedLine(line=p.line, field=p.field, reason=p.reason) for p in outcome.problems
-        ],
-    )
 
 
 @router.post(
@@ -65,21 +59,12 @@ async def post_litellm(
     litellm` and ingest them as `POST /v1/events` does; the answer is the same (a rejected
     payload is named by its line, or element of the array, with the field at fault)."""
     t0 = time.perf_counter()
-    try:
+    with counted_rejections(metrics, {status.HTTP_413_CONTENT_TOO_LARGE: "too_large"}):
         body = await _read_body(request, settings.max_body_bytes)
         assert runtime is not None and runtime.ingest_slots is not None  # ready implies both
         async with runtime.ingest_slots:
             outcome = await run_in_threadpool(
                 ingest_litellm, state, body, settings.max_events_per_request
             )
-    except HTTPException as exc:
-        if exc.status_code == status.HTTP_413_CONTENT_TOO_LARGE:
-            metrics.requests_rejected.labels("too_large").inc()
-        raise
-    except BodyError as exc:
-        metrics.requests_rejected.labels(exc.reason).inc()
-        raise HTTPException(exc.status, exc.message) from None
-    metrics.record_ingest(
-        outcome.accepted, outcome.duplicates, outcome.rejected, time.perf_counter() - t0
-    )
+    record_ingest(metrics, outcome, t0)
     return ingest_response(outcome)

@@ -11,8 +11,13 @@ from starlette.concurrency import run_in_threadpool
 
 from detector.io.otel import OtelMapping, encode_response, rejected_message
 from service.api.deps import IngestAccess, MetricsDep, ReadyStateDep, RuntimeDep, SettingsDep
-from service.api.events import ErrorResponse, _read_body, _too_large
-from service.ingest import BodyError
+from service.api.events import (
+    ErrorResponse,
+    _read_body,
+    _too_large,
+    counted_rejections,
+    record_ingest,
+)
 from service.settings import Settings
 from service.sources import ingest_traces
 
@@ -109,7 +114,13 @@ async def post_traces(
     ingested as `POST /v1/events` does."""
     t0 = time.perf_counter()
     json_body = _encoding(request)
-    try:
+    with counted_rejections(
+        metrics,
+        {
+            status.HTTP_413_CONTENT_TOO_LARGE: "too_large",
+            status.HTTP_400_BAD_REQUEST: "malformed_body",
+        },
+    ):
         raw = await _read_body(request, settings.max_body_bytes)
         encoding = request.headers.get("content-encoding", "").strip().lower()
         body = _decompress(raw, encoding, settings.max_body_bytes)
@@ -123,19 +134,8 @@ async def post_traces(
                 mapping_of(settings),
                 json_body=json_body,
             )
-    except HTTPException as exc:
-        if exc.status_code == status.HTTP_413_CONTENT_TOO_LARGE:
-            metrics.requests_rejected.labels("too_large").inc()
-        elif exc.status_code == status.HTTP_400_BAD_REQUEST:
-            metrics.requests_rejected.labels("malformed_body").inc()
-        raise
-    except BodyError as exc:
-        metrics.requests_rejected.labels(exc.reason).inc()
-        raise HTTPException(exc.status, exc.message) from None
     outcome = traced.outcome
-    metrics.record_ingest(
-        outcome.accepted, outcome.duplicates, outcome.rejected, time.perf_counter() - t0
-    )
+    record_ingest(metrics, outcome, t0)
     problems = [(p.line, p.field, p.reason) for p in outcome.problems]
     content = encode_response(
         len(outcome.rejected), rejected_message(problems), json_body=json_body
