@@ -56,9 +56,10 @@ def fingerprints(
     min_lift: float = 5.0,
     max_p: float = 1e-4,
 ) -> pl.DataFrame:
-    """``campaign_id, kind, value``: the content values each of ``campaigns``
+    """``campaign_id, kind, value, c``: the content values each of ``campaigns``
     (``campaign_id, members``) holds far beyond chance among ``n_accounts`` accounts whose
-    evidence values are ``evidence`` (``account_id, kind, value, uses``)."""
+    evidence values are ``evidence`` (``account_id, kind, value, uses``), and how many of its
+    members hold each (``c``)."""
     content = evidence.filter(pl.col("kind").is_in(CONTENT_KINDS)).select(
         "account_id", "kind", "value"
     )
@@ -78,7 +79,7 @@ def fingerprints(
     found = cohort_groups(
         counts, n_accounts, min_members=min_members, min_lift=min_lift, max_p=max_p
     )
-    return found.select("campaign_id", "kind", "value")
+    return found.select("campaign_id", "kind", "value", "c")
 
 
 def alike(
@@ -202,21 +203,19 @@ def pivot_edges(
     )
     unlike = outside.join(like, on=["campaign_id", "account_id"], how="anti")
     n_unlike = unlike.group_by("campaign_id").agg(pl.len().alias("n_u"))
-    in_core = (
-        members.join(content, on="account_id")
-        .group_by("campaign_id", "kind", "value")
-        .agg(pl.len().alias("c"))
-    )
     in_unlike = (
         unlike.select("campaign_id", "account_id")
         .join(content, on="account_id")
-        .join(prints, on=["campaign_id", "kind", "value"], how="semi")
+        .join(
+            prints.select("campaign_id", "kind", "value"),
+            on=["campaign_id", "kind", "value"],
+            how="semi",
+        )
         .group_by("campaign_id", "kind", "value")
         .agg(pl.len().alias("h"))
     )
     odds = (
-        prints.join(in_core, on=["campaign_id", "kind", "value"])
-        .join(in_unlike, on=["campaign_id", "kind", "value"], how="left")
+        prints.join(in_unlike, on=["campaign_id", "kind", "value"], how="left")
         .join(core.select("campaign_id", "m"), on="campaign_id")
         .join(n_unlike, on="campaign_id")
         .select(
